@@ -1,0 +1,414 @@
+"""ExifPatchEmbedder: photos in, camera-trace embeddings out.
+
+The functional core is :func:`embed_patches` (images -> per-image patch
+embeddings) and :func:`embed_texts` (EXIF text -> text embeddings); the
+estimator only validates its parameters, loads the model through the
+process-level cache of :mod:`exifclip.hub`, and calls them.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import warnings
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from .exif import exif_to_text
+from .hub import load_model, resolve_device
+from .io import ImageLoadError, as_source_list, load_image, source_name
+from .modeling import ExifClipModel, patches_to_pixel_values
+from .patches import PatchGrid, iter_patch_batches, make_grid, patch_view
+
+__all__ = ["ExifPatchEmbedder", "PatchEmbeddings", "embed_patches", "embed_texts"]
+
+_ERRORS = ("raise", "skip")
+
+
+@dataclass
+class PatchEmbeddings:
+    """The patch embeddings of one image.
+
+    Attributes
+    ----------
+    embeddings : ndarray of shape (n_patches, dim), float32
+        L2-normalised, row-major over the grid.
+    grid : PatchGrid
+        Where each patch was cut.
+    """
+
+    embeddings: np.ndarray
+    grid: PatchGrid
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return nullcontext()
+
+
+def _prefetch(iterator: Iterator, depth: int = 2) -> Iterator:
+    """Run ``iterator`` in a background thread, ``depth`` items ahead.
+
+    Decoding (PIL) and patch gathering (numpy) release the GIL, so they
+    overlap with the model's forward pass.
+    """
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def worker():
+        try:
+            for item in iterator:
+                if stop.is_set():
+                    return
+                buffer.put(item)
+        except BaseException as exc:  # re-raised in the consumer's thread
+            buffer.put(exc)
+            return
+        buffer.put(done)
+
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a worker waiting on a full queue
+            try:
+                buffer.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)
+
+
+def embed_patches(
+    model: ExifClipModel,
+    sources: Sequence[Any],
+    patch_size: int | None = None,
+    num_per_dim: int = 30,
+    stride: int | None = None,
+    batch_size: int = 256,
+    errors: str = "raise",
+    progress: bool = False,
+    on_error: Callable[[int, Exception], None] | None = None,
+) -> list[PatchEmbeddings | None]:
+    """Embed every grid patch of every image, batching across images.
+
+    Parameters
+    ----------
+    model : ExifClipModel
+        Used in inference mode on its own device; CUDA runs under autocast.
+    sources : sequence of image sources
+        Anything :func:`exifclip.io.load_image` accepts.
+    patch_size : int, optional
+        Defaults to the model's ``config.patch_size``.
+    num_per_dim, stride : int
+        The grid (see :func:`exifclip.patches.make_grid`).
+    batch_size : int, default=256
+        Patches per forward pass.
+    errors : {"raise", "skip"}, default="raise"
+        On a bad image, raise :class:`~exifclip.io.ImageLoadError` naming it,
+        or warn, return ``None`` in its place and go on with the others.
+    progress : bool, default=False
+        Show a progress bar over images.
+    on_error : callable, optional
+        Called as ``on_error(index, exception)`` for each skipped image.
+
+    Returns
+    -------
+    list of PatchEmbeddings or None
+        Aligned with ``sources``.
+    """
+    if errors not in _ERRORS:
+        raise ValueError(f"errors must be one of {_ERRORS}, got {errors!r}")
+    patch_size = int(patch_size or model.config.patch_size)
+    device = next(model.parameters()).device
+    n = len(sources)
+    grids: list[PatchGrid | None] = [None] * n
+    outputs: list[np.ndarray | None] = [None] * n
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n, unit="img", desc="embedding")
+
+    def views() -> Iterator[np.ndarray]:
+        for i, source in enumerate(sources):
+            try:
+                image = load_image(source)
+                try:
+                    grid = make_grid(image.shape, patch_size, num_per_dim=num_per_dim, stride=stride)
+                except ValueError as exc:
+                    raise ImageLoadError(f"{source_name(source)}: {exc}") from None
+            except (ImageLoadError, TypeError) as exc:
+                if isinstance(exc, TypeError):
+                    exc = ImageLoadError(str(exc))
+                if errors == "raise":
+                    raise exc
+                failures.append((i, exc))
+                if bar is not None:
+                    bar.update(1)
+                yield np.empty((0, 0, patch_size, patch_size, 3), np.uint8)
+                continue
+            grids[i] = grid
+            outputs[i] = np.empty((grid.n_patches, model.config.embed_dim), np.float32)
+            yield patch_view(image, grid)
+
+    failures: list[tuple[int, Exception]] = []  # reported from this thread, not the prefetch worker
+    mean, std = model.config.image_mean, model.config.image_std
+    remaining: dict[int, int] = {}
+    with torch.inference_mode(), _autocast(device):
+        for patches, image_index, patch_index in _prefetch(iter_patch_batches(views(), batch_size)):
+            x = torch.from_numpy(patches).to(device, non_blocking=True)
+            z = model.get_image_features(patches_to_pixel_values(x, mean, std))
+            z = F.normalize(z.float(), dim=-1).cpu().numpy()
+            for i in np.unique(image_index):
+                sel = image_index == i
+                outputs[i][patch_index[sel]] = z[sel]
+                if bar is not None:
+                    remaining.setdefault(int(i), grids[i].n_patches)
+                    remaining[int(i)] -= int(sel.sum())
+                    if remaining[int(i)] == 0:
+                        bar.update(1)
+    if bar is not None:
+        bar.close()
+    for i, exc in failures:
+        warnings.warn(f"skipped image {i}: {exc}", stacklevel=2)
+        if on_error is not None:
+            on_error(i, exc)
+    return [None if g is None else PatchEmbeddings(outputs[i], g) for i, g in enumerate(grids)]
+
+
+def embed_texts(model: ExifClipModel, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+    """L2-normalised text embeddings of EXIF sentences, ``(n, dim)`` float32."""
+    if model.tokenizer is None:
+        raise ValueError("this model has no tokenizer saved with it; text embeddings need one")
+    device = next(model.parameters()).device
+    out = []
+    with torch.inference_mode(), _autocast(device):
+        for start in range(0, len(texts), batch_size):
+            tokens = model.tokenizer(
+                list(texts[start : start + batch_size]),
+                padding=True,
+                truncation=True,
+                max_length=model.config.max_text_length,
+                return_tensors="pt",
+            )
+            z = model.get_text_features(tokens["input_ids"].to(device), tokens["attention_mask"].to(device))
+            out.append(F.normalize(z.float(), dim=-1).cpu().numpy())
+    return np.concatenate(out) if out else np.empty((0, model.config.embed_dim), np.float32)
+
+
+class ExifPatchEmbedder(TransformerMixin, BaseEstimator):
+    """Embed photos by their camera traces, with no metadata needed.
+
+    Each image is cut into the paper's grid of full-resolution patches; each
+    patch is embedded by the image tower; an image's embedding is the
+    L2-normalised mean of its patch embeddings.
+
+    Parameters
+    ----------
+    model : str, default="exifclip-small"
+        Packaged model name, local directory, or Hugging Face Hub id.
+    revision : str, optional
+        Hub branch, tag or commit.
+    patch_size : int, optional
+        Patch side in pixels; defaults to the model's own.
+    num_per_dim : int, default=30
+        Patches along the longer side (the paper's grid).
+    stride : int, optional
+        Explicit stride, overriding ``num_per_dim``.
+    batch_size : int, default=256
+        Patches per forward pass, across images.
+    device : str, default="auto"
+        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda:1"``, ...
+    dtype : str, optional
+        Weights dtype (default float32; CUDA also runs under autocast).
+    errors : {"raise", "skip"}, default="raise"
+        With ``"skip"``, a bad image is warned about and gives a row of NaN
+        (``transform``) or ``None`` (``transform_patches``); the others are
+        still embedded.
+    progress : bool, default=False
+        Show a progress bar.
+
+    Attributes
+    ----------
+    model_ : ExifClipModel
+        The loaded model (shared with other estimators through the cache).
+    patch_size_ : int
+        The patch size in use.
+    embedding_dim_ : int
+        Size of the embeddings.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile
+    >>> from exifclip.modeling import create_model
+    >>> d = tempfile.mkdtemp(); create_model("small", seed=0).save_pretrained(d)
+    >>> emb = ExifPatchEmbedder(model=d, device="cpu").fit()
+    >>> img = np.random.default_rng(0).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    >>> emb.transform([img, img]).shape
+    (2, 128)
+    >>> emb.embed_exif(["Make: Canon, Model: Canon EOS 5D"]).shape
+    (1, 128)
+    """
+
+    def __init__(
+        self,
+        model: str = "exifclip-small",
+        revision: str | None = None,
+        patch_size: int | None = None,
+        num_per_dim: int = 30,
+        stride: int | None = None,
+        batch_size: int = 256,
+        device: str = "auto",
+        dtype: str | None = None,
+        errors: str = "raise",
+        progress: bool = False,
+    ):
+        self.model = model
+        self.revision = revision
+        self.patch_size = patch_size
+        self.num_per_dim = num_per_dim
+        self.stride = stride
+        self.batch_size = batch_size
+        self.device = device
+        self.dtype = dtype
+        self.errors = errors
+        self.progress = progress
+
+    # -- sklearn plumbing ---------------------------------------------------
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        tags.requires_fit = True
+        return tags
+
+    def _validate_params(self) -> None:
+        def positive_int(name, value, optional=False):
+            if optional and value is None:
+                return
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer{' or None' if optional else ''}, got {value!r}")
+
+        if not isinstance(self.model, (str, bytes)) and not hasattr(self.model, "__fspath__"):
+            raise ValueError(f"model must be a name, directory or Hub id string, got {type(self.model).__name__}")
+        positive_int("patch_size", self.patch_size, optional=True)
+        positive_int("num_per_dim", self.num_per_dim)
+        positive_int("stride", self.stride, optional=True)
+        positive_int("batch_size", self.batch_size)
+        if self.errors not in _ERRORS:
+            raise ValueError(f"errors must be one of {_ERRORS}, got {self.errors!r}")
+
+    def _load(self) -> None:
+        self.model_ = load_model(self.model, revision=self.revision, device=resolve_device(self.device),
+                                 dtype=self.dtype)
+        self.patch_size_ = int(self.patch_size or self.model_.config.patch_size)
+        self.embedding_dim_ = int(self.model_.config.embed_dim)
+
+    def fit(self, X: Any = None, y: Any = None) -> "ExifPatchEmbedder":
+        """Load the model (zero shot: ``X`` and ``y`` are not used).
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        self._load()
+        return self
+
+    def __getstate__(self) -> dict:
+        # Weights are not pickled: the fitted estimator stores where they came
+        # from and reloads them (on the device this machine has) when restored.
+        state = self.__dict__.copy()
+        state.pop("model_", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if "patch_size_" in state:
+            self._load()
+
+    # -- transforms ---------------------------------------------------------
+    def transform_patches(self, X: Any) -> list[PatchEmbeddings | None]:
+        """Per image, the patch embeddings and their grid.
+
+        Parameters
+        ----------
+        X : image source or list of them
+
+        Returns
+        -------
+        list of PatchEmbeddings (``None`` for images skipped with ``errors="skip"``)
+        """
+        check_is_fitted(self, "model_")
+        return embed_patches(
+            self.model_,
+            as_source_list(X),
+            patch_size=self.patch_size_,
+            num_per_dim=self.num_per_dim,
+            stride=self.stride,
+            batch_size=self.batch_size,
+            errors=self.errors,
+            progress=self.progress,
+        )
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Image embeddings: the L2-normalised mean of each image's patches.
+
+        Returns
+        -------
+        ndarray of shape (n_images, embedding_dim_), float32
+            Rows of skipped images (``errors="skip"``) are NaN.
+        """
+        per_image = self.transform_patches(X)
+        out = np.full((len(per_image), self.embedding_dim_), np.nan, np.float32)
+        for i, item in enumerate(per_image):
+            if item is not None:
+                mean = item.embeddings.mean(axis=0)
+                out[i] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+        return out
+
+    def embed_exif(self, texts: str | dict | Iterable[str | dict]) -> np.ndarray:
+        """Embed EXIF metadata on the text side.
+
+        Parameters
+        ----------
+        texts : str, dict, or a list of them
+            EXIF sentences, or dicts from :func:`exifclip.exif.read_exif`
+            (written with :func:`exifclip.exif.exif_to_text`).
+
+        Returns
+        -------
+        ndarray of shape (n_texts, embedding_dim_), float32, L2-normalised
+        """
+        check_is_fitted(self, "model_")
+        if isinstance(texts, (str, dict)):
+            texts = [texts]
+        items = [exif_to_text(t) if isinstance(t, dict) else t for t in texts]
+        for i, t in enumerate(items):
+            if not isinstance(t, str):
+                raise TypeError(f"text {i}: expected a str or an EXIF dict, got {type(t).__name__}")
+        if not items:
+            raise ValueError("no texts given: the input list is empty")
+        return embed_texts(self.model_, items, batch_size=self.batch_size)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """Names of the output columns, ``exifpatchembedder0``, ...."""
+        check_is_fitted(self, "embedding_dim_")
+        return np.asarray([f"exifpatchembedder{i}" for i in range(self.embedding_dim_)], dtype=object)

@@ -19,6 +19,7 @@ treated as read-only; fine-tuning works on a copy.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
@@ -241,9 +242,10 @@ def load_model(
     with _cache_lock:
         if use_cache and key in _cache:
             return _cache[key]
+        model_type = json.loads((directory / "config.json").read_text()).get("model_type")
+        if model_type != "exifclip":
+            raise ValueError(f"{name_or_path}: config.json describes a {model_type!r} model, not an exifclip model")
         config = ExifClipConfig.from_pretrained(directory)
-        if getattr(config, "model_type", None) != "exifclip":
-            raise ValueError(f"{name_or_path}: config.json describes a {config.model_type!r} model, not exifclip")
         progress = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()
         try:

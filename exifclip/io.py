@@ -116,7 +116,8 @@ def open_image(source: Any) -> Image.Image:
         return Image.open(fp)
     except UnidentifiedImageError:
         raise ImageLoadError(f"{name}: not a recognised image file") from None
-    except Image.DecompressionBombError as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # The warning is raised only when the caller turned warnings into errors.
         raise ImageLoadError(f"{name}: refused as a possible decompression bomb ({exc})") from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageLoadError(f"{name}: cannot open image ({exc})") from None
@@ -141,11 +142,10 @@ def _array_to_rgb(array: np.ndarray, name: str) -> np.ndarray:
 def _pil_to_rgb(image: Image.Image, name: str) -> np.ndarray:
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        # 16-bit (or 32-bit int) grey: keep the top 8 bits rather than clipping.
-        values = np.asarray(image, dtype=np.uint32)
-        shift = 8 if mode.startswith("I;16") else max(int(values.max()).bit_length() - 8, 0)
-        grey = (values >> shift).astype(np.uint8)
-        return _array_to_rgb(grey, name)
+        # 16-bit grey (Pillow opens 16-bit PNG/PGM as "I"): keep the top 8 bits,
+        # the same rule for every file whatever its content, rather than clip.
+        values = np.clip(np.asarray(image, dtype=np.int64), 0, 65535)
+        return _array_to_rgb((values >> 8).astype(np.uint8), name)
     if mode == "F":
         values = np.asarray(image, dtype=np.float32)
         return _array_to_rgb(np.clip(values, 0, 255).astype(np.uint8), name)
@@ -195,6 +195,11 @@ def load_image(source: Any) -> np.ndarray:
             raise
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
             raise ImageLoadError(f"{name}: cannot decode image ({exc})") from None
+        finally:
+            # Pillow keeps the file of a multi-frame image (GIF, TIFF) open after
+            # load(); close what we opened ourselves, never the caller's objects.
+            if isinstance(source, (str, os.PathLike)):
+                image.close()
     if out.shape[0] == 0 or out.shape[1] == 0:
         raise ImageLoadError(f"{name}: image has zero size {out.shape[:2]}")
     return out

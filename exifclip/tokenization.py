@@ -36,26 +36,26 @@ _MAKES = {
 }
 _VALUES = {
     "Exposure Time": ["1/500", "1/60", "1/8000", "0.5", "2", "30"],
-    "F Number": ["1.8", "2.8", "4.0", "5.6", "8.0", "16.0"],
+    "F-Number": ["1.8", "2.8", "4.0", "5.6", "8.0", "16.0"],
     "Focal Length": ["4.2 mm", "18.0 mm", "35.0 mm", "50.0 mm", "200.0 mm"],
     "ISO Speed Ratings": ["50", "100", "200", "400", "800", "1600", "3200", "6400"],
     "Metering Mode": ["Pattern", "Center Weighted Average", "Spot", "Average", "Partial"],
     "Flash": ["Flash did not fire", "Flash fired", "Flash did not fire, compulsory flash mode",
               "Flash fired, auto mode, return light detected"],
-    "White Balance": ["Auto", "Manual"],
+    "White Balance Mode": ["Auto white balance", "Manual white balance"],
     "Exposure Program": ["Program Normal", "Aperture Priority", "Shutter Priority", "Manual"],
     "Scene Capture Type": ["Standard", "Landscape", "Portrait", "Night"],
     "Color Space": ["sRGB", "Uncalibrated"],
     "Exposure Mode": ["Auto Exposure", "Manual Exposure", "Auto Bracket"],
-    "Exposure Bias Value": ["0", "-1/3", "+2/3", "-1"],
+    "Exposure Bias Value": ["0 EV", "-1/3 EV", "+2/3 EV", "-1 EV"],
     "Sensing Method": ["One-chip color area", "Not defined"],
     "Software": ["Ver.1.00", "Adobe Photoshop CS6", "GIMP 2.10"],
-    "Image Width": ["4000", "6000", "3264"],
-    "Image Length": ["3000", "4000", "2448"],
+    "Exif Image Width": ["4000", "6000", "3264"],
+    "Exif Image Height": ["3000", "4000", "2448"],
     "Orientation": ["Horizontal (normal)", "Rotated 90 CW"],
-    "Resolution Unit": ["Pixels/Inch", "Pixels/Centimeter"],
+    "Resolution Unit": ["inches", "cm"],
     "Digital Zoom Ratio": ["1.0", "2.0"],
-    "Focal Length In 35mm Film": ["28", "50", "105"],
+    "Focal Length 35": ["28", "50", "105"],
 }
 
 

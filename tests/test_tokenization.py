@@ -1,0 +1,27 @@
+from exifclip.tokenization import build_exif_tokenizer, synthetic_exif_corpus
+
+
+def test_exif_words_are_tokens_and_round_trip(tmp_path):
+    from transformers import DistilBertTokenizerFast
+
+    tok = build_exif_tokenizer()
+    assert tok.tokenize("Exposure Time: 1/500") == ["exposure", "time", ":", "1", "/", "500"]
+    ids = tok("Make: Canon")["input_ids"]
+    assert ids[0] == tok.cls_token_id and ids[-1] == tok.sep_token_id
+    tok.save_pretrained(tmp_path)
+    again = DistilBertTokenizerFast.from_pretrained(tmp_path)
+    text = synthetic_exif_corpus()[0]
+    assert again(text)["input_ids"] == tok(text)["input_ids"]
+
+
+def test_vocabulary_comes_from_the_corpus():
+    tok = build_exif_tokenizer(["Make: Hasselblad, Model: X2D 100C"] * 5, vocab_size=100)
+    assert "hasselblad" in tok.get_vocab()
+    assert len(tok) <= 100
+    assert tok.tokenize("zzzqqq")[0] != "[UNK]" or tok.unk_token == "[UNK]"
+
+
+def test_truncation_to_model_max_length():
+    tok = build_exif_tokenizer(model_max_length=16)
+    out = tok(", ".join(synthetic_exif_corpus()), truncation=True)
+    assert len(out["input_ids"]) == 16

@@ -1,0 +1,626 @@
+"""Zero-shot splice localisation and detection from patch embeddings.
+
+The method of Zheng, Shrivastava and Owens ("EXIF as Language", CVPR 2023),
+after EXIF-SC (Huh et al., ECCV 2018), as pure functions on arrays:
+
+1. :func:`consistency` - every pair of patches gets the distance
+   ``d = 1 - cos``; each patch spreads it onto the grid *cells* it covers and
+   each cell pair averages what it received: the cell-level consistency
+   ``R`` (``n_cells x n_cells``).
+2. :func:`mean_shift_heatmap` - the rows of ``R`` are points; mean shift finds
+   the majority mode; the heatmap is that mode's row: each cell's distance to
+   the majority.
+3. :func:`ncut_mask` - a normalised cut of the cells into two groups.
+4. :func:`to_image` - a cell map to pixels, at the positions the cells cover.
+5. :func:`detection_score` - one number per image: is it spliced at all?
+
+:class:`SpliceLocalizer` is the estimator shell over them.
+
+Cells. With stride ``s`` and patch size ``P``, cell ``(r, c)`` is the pixel
+block ``[r*s, (r+1)*s) x [c*s, (c+1)*s)`` and a patch covers the
+``spread = max(1, P // s)`` cells along each axis that lie inside it, as in
+the official code (``eval/image_splice/exif_sc.py``), so ``R`` is the paper's.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from .embedder import ExifPatchEmbedder
+from .io import as_source_list
+from .patches import PatchGrid
+
+__all__ = [
+    "SpliceLocalizer",
+    "SpliceResult",
+    "cell_shape",
+    "coverage_matrix",
+    "consistency",
+    "mean_shift_heatmap",
+    "ncut_mask",
+    "split_two_means",
+    "to_image",
+    "detection_score",
+    "DETECTION_SCORES",
+    "localize_embeddings",
+    "calibrate_threshold",
+]
+
+
+# -- cells --------------------------------------------------------------------
+def _spread(grid: PatchGrid) -> int:
+    return max(1, grid.patch_size // grid.stride)
+
+
+def cell_shape(grid: PatchGrid) -> tuple[int, int]:
+    """``(n_cell_rows, n_cell_cols)`` of the consistency map of ``grid``.
+
+    Examples
+    --------
+    >>> from exifclip.patches import make_grid
+    >>> cell_shape(make_grid((480, 640), 124))   # stride 17, spread 7
+    (27, 37)
+    """
+    k = _spread(grid)
+    return grid.n_rows + k - 1, grid.n_cols + k - 1
+
+
+def coverage_matrix(grid: PatchGrid) -> np.ndarray:
+    """Which cells each patch covers: ``(n_patches, n_cells)`` of 0/1.
+
+    Patches and cells are both row-major.
+    """
+    k = _spread(grid)
+    hc, wc = cell_shape(grid)
+    rows = np.arange(grid.n_rows)[:, None] + np.arange(k)[None, :]  # (n_rows, k) cell rows per patch row
+    cols = np.arange(grid.n_cols)[:, None] + np.arange(k)[None, :]
+    cover_r = np.zeros((grid.n_rows, hc))
+    cover_c = np.zeros((grid.n_cols, wc))
+    np.put_along_axis(cover_r, rows, 1.0, axis=1)
+    np.put_along_axis(cover_c, cols, 1.0, axis=1)
+    # patch (i, j) covers cell (r, c) iff row i covers r and column j covers c
+    return np.einsum("ir,jc->ijrc", cover_r, cover_c).reshape(grid.n_patches, hc * wc)
+
+
+# -- 1. consistency ---------------------------------------------------------------
+def consistency(embeddings: np.ndarray, grid: PatchGrid) -> np.ndarray:
+    """The paper's cell-level consistency ``R``.
+
+    ``R[a, b]`` is the mean of ``1 - cos(z_p, z_q)`` over all patches ``p``
+    covering cell ``a`` and ``q`` covering cell ``b`` (self pairs included,
+    as in the official code). Since the mean of ``1 - z_p . z_q`` is
+    ``1 - m_a . m_b`` with ``m_a`` the mean embedding over the patches that
+    cover ``a``, it is computed as ``1 - M M^T`` with ``M = C^T Z / n``: two
+    matrix products, no loop over pairs.
+
+    Parameters
+    ----------
+    embeddings : ndarray of shape (n_patches, dim)
+        Patch embeddings, row-major over ``grid`` (normalised here).
+    grid : PatchGrid
+
+    Returns
+    -------
+    ndarray of shape (n_cells, n_cells), float64
+        Symmetric, in ``[0, 2]``; reshape to ``cell_shape(grid) * 2`` for the
+        4-D view.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from exifclip.patches import make_grid
+    >>> g = make_grid((8, 8), patch_size=4, stride=4)
+    >>> z = np.array([[1.0, 0], [1, 0], [1, 0], [0, 1]])
+    >>> consistency(z, g)[3].round(2).tolist()
+    [1.0, 1.0, 1.0, 0.0]
+    """
+    z = np.asarray(embeddings, dtype=np.float64)
+    if z.ndim != 2 or z.shape[0] != grid.n_patches:
+        raise ValueError(f"expected embeddings of shape ({grid.n_patches}, dim) for this grid, got {z.shape}")
+    z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+    cover = coverage_matrix(grid)
+    cell_means = (cover.T @ z) / cover.sum(axis=0)[:, None]
+    r = 1.0 - cell_means @ cell_means.T
+    return np.clip(r, 0.0, 2.0)
+
+
+_FLOAT32_ABOVE = 256  # cells; below this mean shift runs in float64
+
+
+# -- 2. mean shift -----------------------------------------------------------------
+def _squared_distances(a: np.ndarray, b: np.ndarray, b_sq: np.ndarray) -> np.ndarray:
+    sq = (a * a).sum(1)[:, None] + b_sq[None, :] - 2.0 * (a @ b.T)
+    return np.maximum(sq, 0.0, out=sq)
+
+
+def mean_shift_heatmap(R: np.ndarray, bandwidth_percentile: float = 10.0, n_iter: int = 5) -> np.ndarray:
+    """Each cell's distance to the majority mode of ``R``'s rows.
+
+    The paper's mean shift: the points are the rows of ``R``; the bandwidth
+    is the ``bandwidth_percentile``-th percentile of all pairwise row
+    distances (self pairs included); each of ``n_iter`` iterations moves
+    every point to the mean of the current positions of the original points
+    within the bandwidth (flat kernel); the mode is the mean of the shifted
+    points that have the most original points within the bandwidth.
+
+    Differences from the official loop (``mean_shift`` in
+    ``eval/image_splice/exif_sc.py``), which updates points one by one in
+    place: here all points move at once (vectorised), and a point left with
+    no neighbour stays where it is instead of becoming NaN.
+
+    Degenerate inputs are defined, never an error: one cell gives
+    ``[R[0, 0]]``; identical rows (all patches alike, or zero bandwidth)
+    give the common row; ties for the mode are averaged.
+
+    Parameters
+    ----------
+    R : ndarray of shape (n_cells, n_cells)
+    bandwidth_percentile : float, default=10
+    n_iter : int, default=5
+
+    Returns
+    -------
+    ndarray of shape (n_cells,), float64
+        High values are cells inconsistent with the majority.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> R = np.array([[0, 0, 0, 1], [0, 0, 0, 1], [0, 0, 0, 1], [1, 1, 1, 0]], float)
+    >>> mean_shift_heatmap(R).tolist()
+    [0.0, 0.0, 0.0, 1.0]
+    """
+    points = np.asarray(R, dtype=np.float64)
+    if points.ndim != 2 or points.shape[0] != points.shape[1]:
+        raise ValueError(f"R must be a square matrix, got shape {points.shape}")
+    n = points.shape[0]
+    if n == 1:
+        return points[0].copy()
+    if n > _FLOAT32_ABOVE:
+        # Large maps: the O(n^3) products in float32 (twice as fast); R is in
+        # [0, 2], so distances keep ~1e-6 relative precision.
+        points = points.astype(np.float32)
+    points_sq = (points * points).sum(1)
+    sq_dist = _squared_distances(points, points, points_sq)
+    bandwidth = float(np.percentile(np.sqrt(sq_dist), bandwidth_percentile))
+    # Distances come from a Gram matrix, exact to ~1e-8 of the row norms (1e-6
+    # in float32): the tolerance keeps a point and its duplicates in its window.
+    radius = bandwidth + 1e-6 * max(1.0, float(np.sqrt(points_sq.max())))
+    radius_sq = radius * radius
+    shifted = points
+    for _ in range(n_iter):
+        near = sq_dist <= radius_sq
+        counts = near.sum(1)
+        moved = (near.astype(points.dtype) @ shifted) / np.maximum(counts, 1)[:, None].astype(points.dtype)
+        shifted = np.where(counts[:, None] > 0, moved, shifted)
+        sq_dist = _squared_distances(shifted, points, points_sq)
+    support = (sq_dist <= radius_sq).sum(1)
+    return shifted[support == support.max()].mean(axis=0, dtype=np.float64)
+
+
+# -- 3. normalised cut ---------------------------------------------------------------
+def split_two_means(values: np.ndarray) -> np.ndarray:
+    """Best split of 1-D values into two groups (exact 1-D 2-means).
+
+    Returns a bool array, True for the group of larger values; all False if
+    the values are constant.
+
+    Examples
+    --------
+    >>> split_two_means(np.array([0.1, 0.9, 0.15, 0.8])).tolist()
+    [False, True, False, True]
+    """
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if v.size < 2 or np.ptp(v) <= 1e-12 * max(1.0, float(np.abs(v).max())):
+        return np.zeros(v.shape, bool)
+    order = np.sort(v)
+    csum, csq = np.cumsum(order), np.cumsum(order**2)
+    k = np.arange(1, v.size)  # size of the low group
+    low_sse = csq[:-1] - csum[:-1] ** 2 / k
+    high_sum, high_sq = csum[-1] - csum[:-1], csq[-1] - csq[:-1]
+    high_sse = high_sq - high_sum**2 / (v.size - k)
+    best = int(np.argmin(low_sse + high_sse))
+    threshold = 0.5 * (order[best] + order[best + 1])
+    return v > threshold
+
+
+def ncut_mask(R: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Normalised cut of the cells into two groups; True marks the smaller.
+
+    The affinity is ``max(1 - R, 0)`` (the official code feeds ``1 - R`` to
+    scikit-learn's spectral clustering). The cut is the relaxed normalised
+    cut of Shi and Malik (2000): the second eigenvector of
+    ``D^-1/2 W D^-1/2`` (Lanczos from a start vector drawn with ``seed``),
+    rescaled by ``D^-1/2`` and split by exact 1-D 2-means. The same input
+    and seed always give the same mask.
+
+    Parameters
+    ----------
+    R : ndarray of shape (n_cells, n_cells)
+    seed : int, default=0
+
+    Returns
+    -------
+    ndarray of shape (n_cells,), bool
+        True for the smaller group (the candidate splice); all False when
+        there is nothing to split.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> R = np.ones((5, 5)); R[:3, :3] = 0; R[3:, 3:] = 0
+    >>> ncut_mask(R).tolist()
+    [False, False, False, True, True]
+    """
+    from scipy.sparse.linalg import ArpackNoConvergence, eigsh
+
+    w = np.maximum(1.0 - np.asarray(R, dtype=np.float64), 0.0)
+    n = w.shape[0]
+    if n < 3:
+        return np.zeros(n, bool)
+    degree = np.maximum(w.sum(1), 1e-12)
+    inv_sqrt = 1.0 / np.sqrt(degree)
+    s = w * inv_sqrt[:, None] * inv_sqrt[None, :]
+    v0 = np.random.default_rng(seed).standard_normal(n)
+    try:
+        _, vectors = eigsh(s, k=2, which="LA", v0=v0)
+    except ArpackNoConvergence:
+        _, vectors = np.linalg.eigh(s)
+        vectors = vectors[:, -2:]
+    second = vectors[:, 0] * inv_sqrt  # eigsh sorts ascending: column 0 is the second largest
+    group = split_two_means(second)
+    if group.sum() * 2 > n or (group.sum() * 2 == n and group[0]):
+        group = ~group
+    return group
+
+
+# -- 4. pixels -----------------------------------------------------------------------
+def to_image(cell_map: np.ndarray, grid: PatchGrid, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Put a per-cell map onto the image's pixels.
+
+    Cell ``(r, c)`` paints exactly its block ``[r*s, (r+1)*s) x [c*s, (c+1)*s)``;
+    the strip past the last cell's block (where fewer patches reach) takes
+    the last cell's value. The official code instead resizes the cell map
+    bilinearly over the whole image, which stretches it: a region appears
+    shifted by up to the uncovered margin and blurred over neighbouring
+    cells.
+
+    Parameters
+    ----------
+    cell_map : ndarray of shape (n_cells,) or cell_shape(grid)
+    grid : PatchGrid
+    shape : tuple, optional
+        ``(H, W)``; defaults to the grid's image size.
+
+    Returns
+    -------
+    ndarray of shape (H, W), same dtype as ``cell_map``
+
+    Examples
+    --------
+    >>> from exifclip.patches import make_grid
+    >>> g = make_grid((6, 6), patch_size=4, stride=2)   # spread 2: 3 x 3 cells
+    >>> to_image(np.arange(9), g)[:, 0].tolist()
+    [0, 0, 3, 3, 6, 6]
+    """
+    hc, wc = cell_shape(grid)
+    cells = np.asarray(cell_map).reshape(hc, wc)
+    height, width = (grid.height, grid.width) if shape is None else (int(shape[0]), int(shape[1]))
+    s = grid.stride
+    # Repeat each cell over its block (fast copies), then extend the last
+    # row/column of cells over the remaining strip, or crop.
+    n_r, n_c = min(hc, -(-height // s)), min(wc, -(-width // s))
+    out = np.repeat(np.repeat(cells[:n_r, :n_c], s, axis=0), s, axis=1)[:height, :width]
+    if out.shape != (height, width):
+        out = np.pad(out, ((0, height - out.shape[0]), (0, width - out.shape[1])), mode="edge")
+    return np.ascontiguousarray(out)
+
+
+# -- 5. detection ----------------------------------------------------------------------
+def _score_mean(R, heatmap):
+    return float(np.mean(R))
+
+
+def _score_heatmap_p95(R, heatmap):
+    return float(np.percentile(heatmap, 95))
+
+
+def _score_heatmap_spread(R, heatmap):
+    return float(np.percentile(heatmap, 95) - np.percentile(heatmap, 50))
+
+
+DETECTION_SCORES = {
+    "mean": _score_mean,  # the paper's: mean of R over all cell pairs
+    "heatmap_p95": _score_heatmap_p95,  # how far the most inconsistent 5 % of cells are from the mode
+    "heatmap_spread": _score_heatmap_spread,  # same, relative to the typical cell
+}
+
+
+def detection_score(R: np.ndarray, method: str = "mean", heatmap: np.ndarray | None = None) -> float:
+    """One number per image; higher means more likely spliced.
+
+    Parameters
+    ----------
+    R : ndarray of shape (n_cells, n_cells)
+    method : {"mean", "heatmap_p95", "heatmap_spread"}, default="mean"
+        ``"mean"`` is the paper's score (mean of ``R``). The others use the
+        mean-shift heatmap (computed if not given).
+    heatmap : ndarray of shape (n_cells,), optional
+
+    Examples
+    --------
+    >>> detection_score(np.array([[0.0, 1.0], [1.0, 0.0]]))
+    0.5
+    """
+    if method not in DETECTION_SCORES:
+        raise ValueError(f"unknown detection score {method!r}; known: {', '.join(DETECTION_SCORES)}")
+    if heatmap is None and method != "mean":
+        heatmap = mean_shift_heatmap(R)
+    return DETECTION_SCORES[method](np.asarray(R), heatmap)
+
+
+def calibrate_threshold(heatmaps: list, masks: list, n_bins: int = 256) -> float:
+    """The global heatmap threshold that maximises the mean per-image F1.
+
+    Heatmaps are on an absolute [0, 1] scale, so one threshold means the same
+    on every image. Each image's pixels are histogrammed once (``n_bins``
+    bins over [0, 1]); F1 at every bin edge follows from cumulative sums.
+
+    Examples
+    --------
+    >>> h = np.array([[0.1, 0.2], [0.7, 0.8]]); m = h > 0.5
+    >>> 0.2 <= calibrate_threshold([h], [m]) < 0.7
+    True
+    """
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    total = np.zeros(n_bins + 1)
+    for heatmap, mask in zip(heatmaps, masks):
+        h = np.clip(np.asarray(heatmap, np.float64), 0, 1)
+        m = np.asarray(mask, bool)
+        if h.shape != m.shape:
+            raise ValueError(f"heatmap {h.shape} and mask {m.shape} differ in shape")
+        pos = np.histogram(h[m], bins=edges)[0]
+        neg = np.histogram(h[~m], bins=edges)[0]
+        # pixels strictly above edge k are predicted spliced: counts from the top
+        tp = np.concatenate([np.cumsum(pos[::-1])[::-1], [0]])
+        fp = np.concatenate([np.cumsum(neg[::-1])[::-1], [0]])
+        fn = m.sum() - tp
+        total += 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+    # threshold between bin k-1 and k: the mask is "heatmap > edges[k]" up to binning
+    return float(edges[int(np.argmax(total))])
+
+
+# -- the estimator -------------------------------------------------------------------
+@dataclass
+class SpliceResult:
+    """What :meth:`SpliceLocalizer.localize` says about one image.
+
+    Attributes
+    ----------
+    heatmap : ndarray of shape (H, W), float32 in [0, 1]
+        Each pixel's cell distance ``1 - cos`` to the majority mode, clipped
+        to [0, 1]: 0 = same traces as most of the image; high = inconsistent
+        with the majority. An absolute scale, not stretched per image.
+    mask : ndarray of shape (H, W), bool
+        The predicted spliced region.
+    score : float
+        Detection score (higher = more likely spliced).
+    grid : PatchGrid
+    cell_map : ndarray of shape cell_shape(grid), float32
+        The heatmap per cell, before clipping.
+    timings : dict
+        Seconds spent embedding and post-processing.
+    """
+
+    heatmap: np.ndarray
+    mask: np.ndarray
+    score: float
+    grid: PatchGrid
+    cell_map: np.ndarray
+    timings: dict = field(default_factory=dict)
+
+
+def localize_embeddings(
+    embeddings: np.ndarray,
+    grid: PatchGrid,
+    method: str = "meanshift",
+    threshold: float | None = None,
+    score_method: str = "mean",
+    seed: int = 0,
+) -> SpliceResult:
+    """Heatmap, mask and score of one image from its patch embeddings.
+
+    ``threshold=None`` splits the cell heatmap by 1-D 2-means (method
+    ``"meanshift"``); a float thresholds the heatmap. Method ``"ncut"`` takes
+    the mask from :func:`ncut_mask` and the heatmap from mean shift.
+    """
+    start = time.perf_counter()
+    R = consistency(embeddings, grid)
+    cells = mean_shift_heatmap(R)
+    if method == "ncut":
+        cell_mask = ncut_mask(R, seed=seed)
+    elif threshold is None:
+        cell_mask = split_two_means(cells)
+    else:
+        cell_mask = cells > threshold
+    score = detection_score(R, score_method, heatmap=cells)
+    hc, wc = cell_shape(grid)
+    heatmap = to_image(np.clip(cells, 0.0, 1.0).astype(np.float32), grid)
+    mask = to_image(cell_mask, grid)
+    return SpliceResult(heatmap=heatmap, mask=mask, score=score, grid=grid,
+                        cell_map=cells.reshape(hc, wc).astype(np.float32),
+                        timings={"postprocess_s": time.perf_counter() - start})
+
+
+_METHODS = ("meanshift", "ncut")
+
+
+class SpliceLocalizer(BaseEstimator):
+    """Find regions of a photo that came from another camera, zero shot.
+
+    Parameters
+    ----------
+    model : str, default="exifclip-small"
+        Packaged model name, local directory, or Hugging Face Hub id.
+    revision : str, optional
+        Hub branch, tag or commit.
+    patch_size : int, optional
+        Defaults to the model's own.
+    num_per_dim : int, default=30
+        Patches along the longer side (the paper's grid).
+    stride : int, optional
+        Explicit stride, overriding ``num_per_dim``.
+    batch_size : int, default=256
+        Patches per forward pass.
+    device : str, default="auto"
+    method : {"meanshift", "ncut"}, default="meanshift"
+        How the mask is made (the heatmap always comes from mean shift).
+    threshold : float, optional
+        Heatmap threshold for the mask (method "meanshift"). ``None``: split
+        each image's cells in two by 1-D 2-means, unless ``fit(X, masks)``
+        calibrated one.
+    score_method : str, default="mean"
+        Detection score; see :func:`detection_score` (``"mean"`` is the paper's).
+    errors : {"raise", "skip"}, default="raise"
+        With ``"skip"``, bad images give ``None`` / NaN in place and a warning.
+    progress : bool, default=False
+
+    Attributes
+    ----------
+    embedder_ : ExifPatchEmbedder
+        The fitted embedder (holds the model).
+    threshold_ : float or None
+        The mask threshold in use.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile
+    >>> from exifclip.modeling import create_model
+    >>> d = tempfile.mkdtemp(); create_model("small", seed=0).save_pretrained(d)
+    >>> loc = SpliceLocalizer(model=d, device="cpu").fit()
+    >>> img = np.random.default_rng(0).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    >>> result = loc.localize([img])[0]
+    >>> result.heatmap.shape, result.mask.dtype
+    ((96, 128), dtype('bool'))
+    """
+
+    def __init__(
+        self,
+        model: str = "exifclip-small",
+        revision: str | None = None,
+        patch_size: int | None = None,
+        num_per_dim: int = 30,
+        stride: int | None = None,
+        batch_size: int = 256,
+        device: str = "auto",
+        method: str = "meanshift",
+        threshold: float | None = None,
+        score_method: str = "mean",
+        errors: str = "raise",
+        progress: bool = False,
+    ):
+        self.model = model
+        self.revision = revision
+        self.patch_size = patch_size
+        self.num_per_dim = num_per_dim
+        self.stride = stride
+        self.batch_size = batch_size
+        self.device = device
+        self.method = method
+        self.threshold = threshold
+        self.score_method = score_method
+        self.errors = errors
+        self.progress = progress
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        tags.requires_fit = True
+        return tags
+
+    def _validate_params(self) -> None:
+        if self.method not in _METHODS:
+            raise ValueError(f"method must be one of {_METHODS}, got {self.method!r}")
+        if self.score_method not in DETECTION_SCORES:
+            raise ValueError(f"score_method must be one of {tuple(DETECTION_SCORES)}, got {self.score_method!r}")
+        if self.threshold is not None and not (isinstance(self.threshold, (int, float)) and 0 <= self.threshold <= 1):
+            raise ValueError(f"threshold must be None or a number in [0, 1], got {self.threshold!r}")
+
+    def fit(self, X: Any = None, y: Any = None) -> "SpliceLocalizer":
+        """Load the model; with ``X`` and masks ``y``, calibrate the threshold.
+
+        Parameters
+        ----------
+        X : image sources, optional
+        y : list of bool masks (None for authentic images), optional
+            When given with ``X``, ``threshold_`` becomes the global heatmap
+            threshold that maximises the mean F1 over the spliced images.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        self.embedder_ = ExifPatchEmbedder(
+            model=self.model, revision=self.revision, patch_size=self.patch_size, num_per_dim=self.num_per_dim,
+            stride=self.stride, batch_size=self.batch_size, device=self.device, errors=self.errors,
+            progress=self.progress,
+        ).fit()
+        self.threshold_ = self.threshold
+        if X is not None and y is not None and self.threshold is None:
+            self.threshold_ = self._calibrate(as_source_list(X), list(y))
+        return self
+
+    def _calibrate(self, X: list, masks: list) -> float | None:
+        results = self._localize(X, threshold=None)
+        pairs = [(r.heatmap, np.asarray(m, bool)) for r, m in zip(results, masks)
+                 if r is not None and m is not None and np.asarray(m).any()]
+        if not pairs:
+            return None
+        return calibrate_threshold([h for h, _ in pairs], [m for _, m in pairs])
+
+    def _localize(self, X: list, threshold: float | None) -> list[SpliceResult | None]:
+        start = time.perf_counter()
+        per_image = self.embedder_.transform_patches(X)
+        embed_s = (time.perf_counter() - start) / max(len(X), 1)
+        out: list[SpliceResult | None] = []
+        for item in per_image:
+            if item is None:
+                out.append(None)
+                continue
+            result = localize_embeddings(item.embeddings, item.grid, method=self.method, threshold=threshold,
+                                         score_method=self.score_method)
+            result.timings["embed_s"] = embed_s
+            out.append(result)
+        return out
+
+    def localize(self, X: Any) -> list[SpliceResult | None]:
+        """Heatmap, mask and score for each image.
+
+        Returns
+        -------
+        list of SpliceResult (``None`` for images skipped with ``errors="skip"``)
+        """
+        check_is_fitted(self, "embedder_")
+        return self._localize(as_source_list(X), self.threshold_)
+
+    def predict(self, X: Any) -> list[np.ndarray | None]:
+        """The predicted spliced region of each image (bool HxW)."""
+        return [None if r is None else r.mask for r in self.localize(X)]
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Detection scores, one per image (NaN for skipped images)."""
+        return np.array([np.nan if r is None else r.score for r in self.localize(X)], dtype=np.float64)
+
+    def score(self, X: Any, y: Any) -> float:
+        """p-mAP over the spliced images of ``X`` (masks ``y``; None = authentic)."""
+        from .metrics import pmap_scorer
+
+        return pmap_scorer(self, X, y)

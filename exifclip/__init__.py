@@ -29,6 +29,12 @@ _EXPORTS = {
     "make_grid": "patches",
     "PatchGrid": "patches",
     "build_exif_tokenizer": "tokenization",
+    "SpliceLocalizer": "splice",
+    "SpliceResult": "splice",
+    "evaluate_localization": "evaluation",
+    "SCORERS": "evaluation",
+    "load_dataset": "datasets",
+    "make_splices": "synthetic",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -54,5 +60,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .io import ImageLoadError, load_image
     from .loss import ClipLoss
     from .modeling import ExifClipConfig, ExifClipModel, create_model, list_architectures
+    from .datasets import load_dataset
+    from .evaluation import SCORERS, evaluate_localization
     from .patches import PatchGrid, make_grid
+    from .splice import SpliceLocalizer, SpliceResult
+    from .synthetic import make_splices
     from .tokenization import build_exif_tokenizer

@@ -131,6 +131,248 @@ def _mean_embedding(embeddings):
     return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
 
 
+# `exifclip train` flags -> TrainingConfig fields (flags left out keep the config's value).
+_TRAIN_FIELDS = {
+    "metadata": "metadata", "arch": "arch", "init": "init", "revision": "revision", "out": "out_dir",
+    "steps": "steps", "batch_size": "batch_size", "accum_steps": "accum_steps", "lr": "lr",
+    "warmup_steps": "warmup_steps", "min_lr_ratio": "min_lr_ratio", "weight_decay": "weight_decay",
+    "clip_grad_norm": "clip_grad_norm", "min_tags": "min_tags", "tags": "tags", "text_style": "text_style",
+    "patch_size": "patch_size", "vocab_size": "vocab_size", "cache_images": "cache_images",
+    "num_workers": "num_workers", "batchnorm": "batchnorm", "precision": "precision", "seed": "seed",
+    "device": "device", "checkpoint_every": "checkpoint_every", "keep_checkpoints": "keep_checkpoints",
+    "eval_every": "eval_every", "resume": "resume",
+}
+
+
+def _load_eval_hook(spec: str):
+    import importlib
+
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise ValueError(f"--eval-hook must look like 'package.module:function', got {spec!r}")
+    try:
+        hook = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"--eval-hook {spec}: cannot import it ({exc})") from None
+    if not callable(hook):
+        raise ValueError(f"--eval-hook {spec}: not callable")
+    return hook
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .hub import ModelNotFoundError
+    from .training import TrainingConfig, train
+    from .training_data import find_images
+
+    try:
+        if args.config:
+            config = TrainingConfig.from_json(args.config)
+        elif args.resume and args.out and (Path(args.out) / "training_config.json").is_file():
+            config = TrainingConfig.from_json(Path(args.out) / "training_config.json")  # resume as it was run
+        else:
+            config = TrainingConfig()
+        changes = {f: getattr(args, a) for a, f in _TRAIN_FIELDS.items() if getattr(args, a) is not None}
+        if args.images:
+            if len(args.images) == 1:
+                changes["images"] = args.images[0]
+            else:
+                changes["images"] = [f for p in args.images for f in (find_images(p) if Path(p).is_dir() else [p])]
+        if "arch" in changes:
+            changes["init"] = None
+        elif "init" in changes:
+            changes["arch"] = None
+        if changes.get("clip_grad_norm") == 0:
+            changes["clip_grad_norm"] = None
+        if args.augment is not None:
+            changes["augment"] = json.loads(args.augment) if args.augment.strip().startswith("{") else True
+        if args.no_progress:
+            changes["progress"] = False
+        config = config.replace(**changes)
+        if not config.out_dir:
+            raise ValueError("--out DIR is required (the model, checkpoints and log are written there)")
+        hook = _load_eval_hook(args.eval_hook) if args.eval_hook else None
+        if hook is not None and not config.eval_every:
+            config = config.replace(eval_every=max(config.steps // 10, 1))
+        config.validate()
+        result = train(config, eval_hook=hook)
+    except (ValueError, FileNotFoundError, ModelNotFoundError, json.JSONDecodeError) as exc:
+        _error(str(exc))
+        return 2
+    failed = [(name, reason, detail) for name, reason, detail in result.skipped_files
+              if reason in ("unreadable", "decode_failed")]
+    for name, reason, detail in failed[:20]:
+        _error(detail if name in detail else f"{name}: {detail}")
+    if len(failed) > 20:
+        _error(f"... and {len(failed) - 20} more unreadable photos; see {Path(config.out_dir) / 'skipped_files.csv'}")
+    summary = {"out": config.out_dir, "step": result.step, "final_loss": result.losses[-1] if result.losses else None,
+               "photos": result.dataset["images"], "skipped": result.dataset["skipped"],
+               "patches_per_s": round(result.patches_per_s, 2) if result.patches_per_s == result.patches_per_s
+               else None, "world_size": result.world_size, "resumed_from": result.resumed_from}
+    if result.evals:
+        summary["last_eval"] = result.evals[-1]
+    if result.world_size == 1 or int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(summary))
+    return 1 if failed else 0
+
+
+def _localizer_from_args(args: argparse.Namespace):
+    from .splice import SpliceLocalizer
+
+    return SpliceLocalizer(
+        model=args.model, revision=args.revision, patch_size=args.patch_size, num_per_dim=args.num_per_dim,
+        stride=args.stride, batch_size=args.batch_size, device=args.device, method=args.method,
+        threshold=args.threshold, score_method=args.score_method,
+    )
+
+
+def _unique_stem(path: str, used: set) -> str:
+    stem = Path(path).stem or "image"
+    name, k = stem, 1
+    while name in used:
+        k += 1
+        name = f"{stem}_{k}"
+    used.add(name)
+    return name
+
+
+def _cmd_localize(args: argparse.Namespace) -> int:
+    import time
+
+    from .hub import ModelNotFoundError
+    from .io import ImageLoadError, load_image
+    from .viz import colorize, mask_image, overlay, save_png
+
+    localizer = _localizer_from_args(args)
+    try:
+        localizer.fit()
+    except (ModelNotFoundError, ValueError) as exc:
+        _error(str(exc))
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    failed, used = 0, set()
+    with open(out / "results.jsonl", "a", encoding="utf-8") as log:
+        for path in args.images:
+            stem = _unique_stem(path, used)
+            start = time.perf_counter()
+            try:
+                image = load_image(path)
+                result = localizer.localize([image])[0]
+            except (ImageLoadError, ValueError, OSError) as exc:
+                message = str(exc)
+                _error(message if str(path) in message else f"{path}: {message}")
+                failed += 1
+                continue
+            files = {
+                "heatmap": save_png(colorize(result.heatmap, vmax=args.vmax), out / f"{stem}_heatmap.png"),
+                "mask": save_png(mask_image(result.mask), out / f"{stem}_mask.png"),
+                "overlay": save_png(overlay(image, result.heatmap, result.mask, vmax=args.vmax),
+                                    out / f"{stem}_overlay.png"),
+            }
+            grid = result.grid
+            record = {
+                "file": str(path),
+                "score": result.score,
+                "score_method": args.score_method,
+                "spliced_fraction": float(result.mask.mean()),
+                "heatmap_max": float(result.heatmap.max()),
+                "heatmap_scale": [0.0, args.vmax],
+                **{k: str(v) for k, v in files.items()},
+                "grid": {"patch_size": grid.patch_size, "stride": grid.stride, "rows": grid.n_rows,
+                         "cols": grid.n_cols},
+                "timings": {**{k: round(v, 4) for k, v in result.timings.items()},
+                            "total_s": round(time.perf_counter() - start, 4)},
+                "model": str(args.model),
+            }
+            line = json.dumps(record)
+            print(line, flush=True)
+            log.write(line + "\n")
+    return 1 if failed else 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import time
+    import warnings
+
+    import numpy as np
+
+    from .datasets import load_dataset
+    from .evaluation import evaluate_localization
+    from .hub import ModelNotFoundError
+    from .io import ImageLoadError
+
+    kwargs = {}
+    if args.variant:
+        kwargs["variant"] = args.variant
+    if args.mask_root:
+        kwargs["mask_root"] = args.mask_root
+    try:
+        samples = list(load_dataset(args.dataset, args.root, **kwargs))
+    except (ValueError, OSError) as exc:
+        _error(str(exc))
+        return 2
+    if args.limit:
+        samples = samples[: args.limit]
+    if not samples:
+        _error(f"no images found for dataset {args.dataset!r} under {args.root}")
+        return 2
+    localizer = _localizer_from_args(args)
+    try:
+        localizer.fit()
+    except (ModelNotFoundError, ValueError) as exc:
+        _error(str(exc))
+        return 2
+    results, seconds = [], []
+    progress = None
+    if args.progress:
+        from tqdm.auto import tqdm
+
+        progress = tqdm(total=len(samples), unit="img", desc="evaluating")
+    for sample in samples:
+        start = time.perf_counter()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                results.append(localizer.localize([sample.image])[0])
+            seconds.append(time.perf_counter() - start)
+        except (ImageLoadError, ValueError, OSError) as exc:
+            _error(f"{sample.name}: {exc}")
+            results.append(None)
+        if progress is not None:
+            progress.update(1)
+    if progress is not None:
+        progress.close()
+    report = evaluate_localization(results, [s.mask for s in samples], labels=[s.label for s in samples],
+                                   names=[s.name for s in samples])
+    per_image_s = float(np.mean(seconds)) if seconds else float("nan")
+    print(f"dataset: {args.dataset} ({args.root}), model: {args.model}, method: {args.method}, "
+          f"score: {args.score_method}")
+    print(report)
+    print(f"seconds per image: {per_image_s:.3f}")
+    if args.json:
+        payload = {"dataset": args.dataset, "root": str(args.root), "model": str(args.model),
+                   "method": args.method, "score_method": args.score_method,
+                   "seconds_per_image": per_image_s, **report.to_dict()}
+        Path(args.json).write_text(json.dumps(payload, indent=2))
+    return 1 if report.n_failed else 0
+
+
+def _add_localizer_options(p: argparse.ArgumentParser) -> None:
+    from .splice import DETECTION_SCORES
+
+    p.add_argument("--model", default="exifclip-small", help="packaged name, directory or Hub id")
+    p.add_argument("--revision", help="Hub branch, tag or commit")
+    p.add_argument("--method", choices=["meanshift", "ncut"], default="meanshift", help="how the mask is made")
+    p.add_argument("--threshold", type=float, help="heatmap threshold for the mask (default: per image)")
+    p.add_argument("--score-method", choices=sorted(DETECTION_SCORES), default="mean",
+                   help="detection score ('mean' is the paper's)")
+    p.add_argument("--patch-size", type=int, help="patch side in pixels (default: the model's)")
+    p.add_argument("--num-per-dim", type=int, default=30, help="patches along the longer side")
+    p.add_argument("--stride", type=int, help="explicit patch stride in pixels")
+    p.add_argument("--batch-size", type=int, default=256, help="patches per forward pass")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``exifclip`` command."""
     from . import __version__
@@ -161,6 +403,71 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patches", action="store_true", help="also store every patch embedding and position")
     p.add_argument("--progress", action="store_true", help="show a progress bar")
     p.set_defaults(func=_cmd_embed)
+
+    p = sub.add_parser("localize", help="splice heatmap, mask, overlay and score for each image")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--out", required=True, help="output folder: STEM_heatmap.png, STEM_mask.png, "
+                   "STEM_overlay.png, results.jsonl")
+    _add_localizer_options(p)
+    p.add_argument("--vmax", type=float, default=1.0,
+                   help="heatmap value drawn brightest (default 1.0: a fixed scale across images)")
+    p.set_defaults(func=_cmd_localize)
+
+    p = sub.add_parser("evaluate", help="localisation and detection metrics on a benchmark")
+    p.add_argument("--dataset", required=True,
+                   help="columbia, dso1, korus, in_the_wild, casia1, folder or synthetic")
+    p.add_argument("--root", required=True, help="the dataset folder, as it ships")
+    p.add_argument("--variant", help="synthetic benchmark variant: png or jpeg90")
+    p.add_argument("--mask-root", help="external masks (CASIA 1)")
+    p.add_argument("--limit", type=int, help="only the first N images")
+    p.add_argument("--json", help="also write the metrics (and per-image rows) to this JSON file")
+    p.add_argument("--progress", action="store_true", help="show a progress bar")
+    _add_localizer_options(p)
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser(
+        "train", help="train or fine-tune a model on photos and their own EXIF (torchrun for many GPUs)",
+        description="Contrastive training on photos and their EXIF (exifclip.training.train). Flags not given "
+                    "keep the value of --config (a TrainingConfig JSON file) or, with --resume, of the run's own "
+                    "OUT/training_config.json. Several GPUs: torchrun --nproc-per-node N -m exifclip.cli train ...")
+    p.add_argument("--images", nargs="+", help="a directory of photos (searched recursively) or image files")
+    p.add_argument("--metadata", help="CSV or JSONL mapping files to EXIF (read instead of the files' own EXIF)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--arch", help="train from scratch: small or paper-resnet50")
+    src.add_argument("--init", help="fine-tune this model: packaged name, directory or Hub id")
+    p.add_argument("--revision", help="Hub branch, tag or commit of --init")
+    p.add_argument("--out", help="output directory: final model, checkpoints/, train_log.jsonl")
+    p.add_argument("--config", help="a TrainingConfig JSON file (flags override it)")
+    p.add_argument("--resume", nargs="?", const=True, default=None, metavar="CHECKPOINT",
+                   help="continue from the latest checkpoint in --out (or from CHECKPOINT); a fresh start if none")
+    p.add_argument("--steps", type=int, help="optimiser steps")
+    p.add_argument("--batch-size", type=int, help="global batch: photos per step over all processes")
+    p.add_argument("--accum-steps", type=int, help="micro-batches per step (the loss stays over the global batch)")
+    p.add_argument("--lr", type=float, help="peak learning rate (AdamW)")
+    p.add_argument("--warmup-steps", type=int, help="linear warm-up steps before the cosine decay")
+    p.add_argument("--min-lr-ratio", type=float, help="final learning rate as a fraction of --lr")
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--clip-grad-norm", type=float, help="gradient clipping norm (0: none)")
+    p.add_argument("--min-tags", type=int, help="skip photos with fewer EXIF tags in their text (default 11)")
+    p.add_argument("--tags", choices=["default", "all"], help="which tags the text holds")
+    p.add_argument("--text-style", choices=["default", "paper"])
+    p.add_argument("--patch-size", type=int, help="patch side in pixels (default: the model's)")
+    p.add_argument("--vocab-size", type=int, help="WordPiece vocabulary size when training from scratch")
+    p.add_argument("--augment", nargs="?", const="on", default=None, metavar="JSON",
+                   help="processing augmentations (JPEG, resample, blur, noise, gamma), optionally a JSON object "
+                        "of AugmentConfig settings")
+    p.add_argument("--cache-images", action="store_true", default=None, help="keep decoded photos in memory")
+    p.add_argument("--num-workers", type=int, help="data-loading processes")
+    p.add_argument("--batchnorm", choices=["batch", "sync", "frozen"])
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"])
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto, cpu, cuda (under torchrun: each rank its own GPU)")
+    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (0: none)")
+    p.add_argument("--keep-checkpoints", type=int, help="how many recent checkpoints to keep")
+    p.add_argument("--eval-every", type=int, help="steps between calls of --eval-hook")
+    p.add_argument("--eval-hook", metavar="MODULE:FUNCTION", help="eval_hook(model, step) -> dict, logged")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
     return parser
 
 

@@ -118,7 +118,10 @@ def open_image(source: Any) -> Image.Image:
         raise ImageLoadError(f"{name}: not a recognised image file") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         # The warning is raised only when the caller turned warnings into errors.
-        raise ImageLoadError(f"{name}: refused as a possible decompression bomb ({exc})") from None
+        raise ImageLoadError(
+            f"{name}: refused as a possible decompression bomb ({exc}); if you trust the file, raise "
+            "the limit with PIL.Image.MAX_IMAGE_PIXELS = N (or None to disable it)"
+        ) from None
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageLoadError(f"{name}: cannot open image ({exc})") from None
 

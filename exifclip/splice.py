@@ -621,6 +621,6 @@ class SpliceLocalizer(BaseEstimator):
 
     def score(self, X: Any, y: Any) -> float:
         """p-mAP over the spliced images of ``X`` (masks ``y``; None = authentic)."""
-        from .metrics import pmap_scorer
+        from .evaluation import pmap_scorer
 
         return pmap_scorer(self, X, y)

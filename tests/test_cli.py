@@ -81,3 +81,63 @@ def test_embed_missing_model_is_one_clear_line(photos, tmp_path, capsys):
 def test_parser_lists_subcommands():
     help_text = build_parser().format_help()
     assert "exif" in help_text and "embed" in help_text
+
+
+def _spliced_png(path, rng):
+    image = np.full((128, 160, 3), 120, np.uint8) + rng.integers(0, 4, (128, 160, 3), dtype=np.uint8)
+    mask = np.zeros((128, 160), bool)
+    mask[32:96, 64:144] = True
+    image[mask] = (120 + rng.normal(0, 20, (mask.sum(), 3))).clip(0, 255).astype(np.uint8)
+    Image.fromarray(image).save(path)
+    return mask
+
+
+def test_localize_writes_pictures_and_json_and_reports_bad_files(tiny_model_dir, tmp_path, rng, capsys):
+    good = tmp_path / "in" / "photo.png"
+    good.parent.mkdir()
+    _spliced_png(good, rng)
+    other = tmp_path / "other" / "photo.png"  # same stem: outputs must not collide
+    other.parent.mkdir()
+    _spliced_png(other, rng)
+    bad = tmp_path / "in" / "broken.jpg"
+    bad.write_bytes(b"not a jpeg")
+    out = tmp_path / "out"
+    code = main(["localize", str(good), str(bad), str(other), "--out", str(out), "--model", str(tiny_model_dir),
+                 "--device", "cpu", "--stride", "8"])
+    assert code == 1
+    captured = capsys.readouterr()
+    assert "broken.jpg" in captured.err and captured.err.count("exifclip: error") == 1
+    records = [json.loads(line) for line in captured.out.strip().splitlines()]
+    assert [r["file"] for r in records] == [str(good), str(other)]
+    for stem in ("photo", "photo_2"):
+        for kind in ("heatmap", "mask", "overlay"):
+            picture = Image.open(out / f"{stem}_{kind}.png")
+            assert picture.size == (160, 128)
+    assert records[0]["grid"]["stride"] == 8 and 0 < records[0]["spliced_fraction"] < 1
+    assert (out / "results.jsonl").read_text().count("\n") == 2
+    assert not list(out.glob(".*")), "no temporary files left"
+
+
+def test_evaluate_prints_headline_and_writes_json(tiny_model_dir, tmp_path, rng, capsys):
+    root = tmp_path / "bench"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(2):
+        mask = _spliced_png(root / "images" / f"s{i}.png", rng)
+        Image.fromarray(mask.astype(np.uint8) * 255).save(root / "masks" / f"s{i}.png")
+    Image.fromarray(np.full((128, 160, 3), 120, np.uint8)).save(root / "images" / "a0.png")
+    report = tmp_path / "report.json"
+    code = main(["evaluate", "--dataset", "folder", "--root", str(root), "--model", str(tiny_model_dir),
+                 "--device", "cpu", "--stride", "8", "--json", str(report)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "p-mAP (spliced images only)" in out and "seconds per image" in out
+    data = json.loads(report.read_text())
+    assert data["counts"]["n_spliced"] == 2 and data["counts"]["n_authentic"] == 1
+    assert data["metrics"]["pmap"] > 0.45  # chance is about the spliced area, 0.25
+    assert data["seconds_per_image"] > 0
+
+
+def test_evaluate_unknown_dataset_is_a_clear_error(tmp_path, capsys):
+    assert main(["evaluate", "--dataset", "nope", "--root", str(tmp_path)]) == 2
+    assert "unknown dataset" in capsys.readouterr().err

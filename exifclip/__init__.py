@@ -35,6 +35,10 @@ _EXPORTS = {
     "SCORERS": "evaluation",
     "load_dataset": "datasets",
     "make_splices": "synthetic",
+    "TrainingConfig": "training",
+    "TrainResult": "training",
+    "train": "training",
+    "ExifPatchDataset": "training_data",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -65,4 +69,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .patches import PatchGrid, make_grid
     from .splice import SpliceLocalizer, SpliceResult
     from .synthetic import make_splices
+    from .training import TrainingConfig, TrainResult, train
+    from .training_data import ExifPatchDataset
     from .tokenization import build_exif_tokenizer

@@ -170,11 +170,17 @@ def embed_patches(
 
     failures: list[tuple[int, Exception]] = []  # reported from this thread, not the prefetch worker
     mean, std = model.config.image_mean, model.config.image_std
+    pixel_dtype = next(model.parameters()).dtype  # bf16 weights on the CPU need bf16 inputs
     remaining: dict[int, int] = {}
+    batches = iter_patch_batches(views(), batch_size)
+    if device.type != "cpu":
+        # An accelerator leaves the CPU idle during the forward pass: decode and
+        # gather ahead in a thread. On the CPU they would only compete with it.
+        batches = _prefetch(batches)
     with torch.inference_mode(), _autocast(device):
-        for patches, image_index, patch_index in _prefetch(iter_patch_batches(views(), batch_size)):
+        for patches, image_index, patch_index in batches:
             x = torch.from_numpy(patches).to(device, non_blocking=True)
-            z = model.get_image_features(patches_to_pixel_values(x, mean, std))
+            z = model.get_image_features(patches_to_pixel_values(x, mean, std, dtype=pixel_dtype))
             z = F.normalize(z.float(), dim=-1).cpu().numpy()
             for i in np.unique(image_index):
                 sel = image_index == i
@@ -213,7 +219,18 @@ def embed_texts(model: ExifClipModel, texts: Sequence[str], batch_size: int = 25
     return np.concatenate(out) if out else np.empty((0, model.config.embed_dim), np.float32)
 
 
-class ExifPatchEmbedder(TransformerMixin, BaseEstimator):
+class ImageInputMixin:
+    """scikit-learn tags of estimators whose ``X`` is a list of images, not a 2-D array."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        tags.requires_fit = True
+        return tags
+
+
+class ExifPatchEmbedder(ImageInputMixin, TransformerMixin, BaseEstimator):
     """Embed photos by their camera traces, with no metadata needed.
 
     Each image is cut into the paper's grid of full-resolution patches; each
@@ -244,15 +261,33 @@ class ExifPatchEmbedder(TransformerMixin, BaseEstimator):
         still embedded.
     progress : bool, default=False
         Show a progress bar.
+    fine_tune : bool, default=False
+        If True, :meth:`fit` fine-tunes a private copy of the model on the
+        photos it is given, contrastively against their own EXIF (``y`` is
+        ignored; photos with no EXIF tag or smaller than a patch are skipped),
+        through :func:`exifclip.training.train`. The process-wide cached
+        model is never changed.
+    train_steps : int, default=200
+        Optimiser steps of fine-tuning.
+    train_batch_size : int, default=32
+        Photos per step (one patch each); lowered, with a warning, to the
+        number of usable photos when there are fewer.
+    learning_rate : float, default=5e-5
+        Peak AdamW learning rate (10 % linear warm-up, then cosine decay).
+    seed : int, default=0
+        Seed of the patch positions, data order and dropout.
 
     Attributes
     ----------
     model_ : ExifClipModel
-        The loaded model (shared with other estimators through the cache).
+        The loaded model (shared with other estimators through the cache), or
+        with ``fine_tune=True`` the fine-tuned copy.
     patch_size_ : int
         The patch size in use.
     embedding_dim_ : int
         Size of the embeddings.
+    train_losses_ : ndarray of shape (train_steps,)
+        With ``fine_tune=True``: the contrastive loss of every step.
 
     Examples
     --------
@@ -279,6 +314,11 @@ class ExifPatchEmbedder(TransformerMixin, BaseEstimator):
         dtype: str | None = None,
         errors: str = "raise",
         progress: bool = False,
+        fine_tune: bool = False,
+        train_steps: int = 200,
+        train_batch_size: int = 32,
+        learning_rate: float = 5e-5,
+        seed: int = 0,
     ):
         self.model = model
         self.revision = revision
@@ -290,15 +330,13 @@ class ExifPatchEmbedder(TransformerMixin, BaseEstimator):
         self.dtype = dtype
         self.errors = errors
         self.progress = progress
+        self.fine_tune = fine_tune
+        self.train_steps = train_steps
+        self.train_batch_size = train_batch_size
+        self.learning_rate = learning_rate
+        self.seed = seed
 
     # -- sklearn plumbing ---------------------------------------------------
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.input_tags.string = True
-        tags.requires_fit = True
-        return tags
-
     def _validate_params(self) -> None:
         def positive_int(name, value, optional=False):
             if optional and value is None:
@@ -314,6 +352,14 @@ class ExifPatchEmbedder(TransformerMixin, BaseEstimator):
         positive_int("batch_size", self.batch_size)
         if self.errors not in _ERRORS:
             raise ValueError(f"errors must be one of {_ERRORS}, got {self.errors!r}")
+        if self.fine_tune:
+            positive_int("train_steps", self.train_steps)
+            positive_int("train_batch_size", self.train_batch_size)
+            if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+                raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+            rate = self.learning_rate
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < float("inf"):
+                raise ValueError(f"learning_rate must be a positive number, got {rate!r}")
 
     def _load(self) -> None:
         self.model_ = load_model(self.model, revision=self.revision, device=resolve_device(self.device),
@@ -322,26 +368,108 @@ class ExifPatchEmbedder(TransformerMixin, BaseEstimator):
         self.embedding_dim_ = int(self.model_.config.embed_dim)
 
     def fit(self, X: Any = None, y: Any = None) -> "ExifPatchEmbedder":
-        """Load the model (zero shot: ``X`` and ``y`` are not used).
+        """Load the model; with ``fine_tune=True`` also fine-tune it on ``X``.
+
+        Parameters
+        ----------
+        X : image source or list of them
+            Not used zero shot. With ``fine_tune=True``: the photos (paths,
+            bytes or file objects: they must carry their EXIF).
+        y : ignored
 
         Returns
         -------
         self
         """
         self._validate_params()
-        self._load()
+        self._fine_tuned = False
+        if not self.fine_tune:
+            self._load()
+            return self
+        if X is None:
+            raise ValueError("fine_tune=True needs photos: call fit(paths) with images that carry their EXIF")
+        self._fine_tune(as_source_list(X))
         return self
 
+    def _fine_tune(self, sources: list) -> None:
+        from .training import TrainingConfig, train
+        from .training_data import ExifPatchDataset
+
+        device = resolve_device(self.device)
+        model = load_model(self.model, revision=self.revision, device="cpu", use_cache=False)  # float32 to train
+        patch_size = int(self.patch_size or model.config.patch_size)
+        dataset = ExifPatchDataset([s for s in sources if not isinstance(s, np.ndarray)], patch_size=patch_size,
+                                   min_tags=1, seed=int(self.seed))
+        if len(dataset) < 2:
+            raise ValueError(f"fine-tuning needs at least 2 usable photos with EXIF, got {len(dataset)} of "
+                             f"{len(sources)} (skipped: {dict(dataset.skipped) or 'none'}; arrays carry no EXIF)")
+        if dataset.skipped:
+            warnings.warn(f"fine-tuning skipped {sum(dataset.skipped.values())} of {len(sources)} photos: "
+                          f"{dict(dataset.skipped)}", stacklevel=3)
+        batch = int(self.train_batch_size)
+        if batch > len(dataset):
+            warnings.warn(f"train_batch_size={batch} is more than the {len(dataset)} usable photos; "
+                          f"using {len(dataset)}", stacklevel=3)
+            batch = len(dataset)
+        steps = int(self.train_steps)
+        config = TrainingConfig(steps=steps, batch_size=batch, lr=float(self.learning_rate),
+                                warmup_steps=steps // 10, seed=int(self.seed), device=str(device),
+                                progress=bool(self.progress), patch_size=patch_size)
+        result = train(config, model=model, dataset=dataset)
+        self.model_ = result.model.eval()
+        if self.dtype is not None:
+            self.model_ = self.model_.to(dtype=getattr(torch, str(self.dtype)) if isinstance(self.dtype, str)
+                                         else self.dtype)
+        self.patch_size_ = patch_size
+        self.embedding_dim_ = int(self.model_.config.embed_dim)
+        self.train_losses_ = np.asarray(result.losses, dtype=np.float64)
+        self._fine_tuned = True
+
+    def save_pretrained(self, save_directory: Any) -> Any:
+        """Write the fitted (possibly fine-tuned) model as a model directory.
+
+        ``load_model(save_directory)`` and every estimator's ``model=`` accept
+        it: config, ``model.safetensors`` and the tokenizer.
+
+        Returns
+        -------
+        The directory.
+        """
+        check_is_fitted(self, "model_")
+        self.model_.save_pretrained(save_directory)
+        return save_directory
+
     def __getstate__(self) -> dict:
-        # Weights are not pickled: the fitted estimator stores where they came
-        # from and reloads them (on the device this machine has) when restored.
+        # A loaded model is not pickled: the fitted estimator stores where it
+        # came from and reloads it when restored. A fine-tuned model exists
+        # nowhere else, so its files (safetensors weights, config, tokenizer)
+        # travel in the pickle as bytes.
         state = self.__dict__.copy()
-        state.pop("model_", None)
+        model = state.pop("model_", None)
+        if state.get("_fine_tuned") and model is not None:
+            import tempfile
+            from pathlib import Path
+
+            with tempfile.TemporaryDirectory() as tmp:
+                model.save_pretrained(tmp)
+                state["_model_files"] = {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
         return state
 
     def __setstate__(self, state: dict) -> None:
+        files = state.pop("_model_files", None)
         self.__dict__.update(state)
-        if "patch_size_" in state:
+        if files is not None:
+            import tempfile
+            from pathlib import Path
+
+            device = resolve_device(self.device)
+            if device.type == "cuda" and not torch.cuda.is_available():
+                device = torch.device("cpu")
+            with tempfile.TemporaryDirectory() as tmp:
+                for name, data in files.items():
+                    (Path(tmp) / name).write_bytes(data)
+                self.model_ = load_model(tmp, device="cpu", use_cache=False).to(device).eval()
+        elif "patch_size_" in state:
             self._load()
 
     # -- transforms ---------------------------------------------------------

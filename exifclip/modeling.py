@@ -336,10 +336,12 @@ def patches_to_pixel_values(
     """
     if patches.dtype != torch.uint8:
         raise TypeError(f"patches must be uint8, got {patches.dtype}")
-    x = patches.permute(0, 3, 1, 2).to(dtype).div_(255.0)
-    m = torch.as_tensor(mean, dtype=dtype, device=x.device).view(1, 3, 1, 1)
-    s = torch.as_tensor(std, dtype=dtype, device=x.device).view(1, 3, 1, 1)
-    return x.sub_(m).div_(s)
+    # (x / 255 - mean) / std as one multiply-add per value: x * a + b.
+    std_t = torch.as_tensor(std, dtype=torch.float64)
+    scale = (1.0 / (255.0 * std_t)).to(dtype=dtype, device=patches.device).view(1, 3, 1, 1)
+    shift = (-torch.as_tensor(mean, dtype=torch.float64) / std_t).to(dtype=dtype, device=patches.device)
+    x = patches.permute(0, 3, 1, 2).to(dtype)
+    return torch.addcmul(shift.view(1, 3, 1, 1), x, scale)
 
 
 def list_architectures() -> list[str]:

@@ -32,7 +32,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from .embedder import ExifPatchEmbedder
+from .embedder import ExifPatchEmbedder, ImageInputMixin
 from .io import as_source_list
 from .patches import PatchGrid
 
@@ -76,16 +76,21 @@ def coverage_matrix(grid: PatchGrid) -> np.ndarray:
 
     Patches and cells are both row-major.
     """
-    k = _spread(grid)
-    hc, wc = cell_shape(grid)
-    rows = np.arange(grid.n_rows)[:, None] + np.arange(k)[None, :]  # (n_rows, k) cell rows per patch row
-    cols = np.arange(grid.n_cols)[:, None] + np.arange(k)[None, :]
-    cover_r = np.zeros((grid.n_rows, hc))
-    cover_c = np.zeros((grid.n_cols, wc))
-    np.put_along_axis(cover_r, rows, 1.0, axis=1)
-    np.put_along_axis(cover_c, cols, 1.0, axis=1)
+    cover_r, cover_c = _axis_coverage(grid)
+    hc, wc = cover_r.shape[1], cover_c.shape[1]
     # patch (i, j) covers cell (r, c) iff row i covers r and column j covers c
     return np.einsum("ir,jc->ijrc", cover_r, cover_c).reshape(grid.n_patches, hc * wc)
+
+
+def _axis_coverage(grid: PatchGrid) -> tuple[np.ndarray, np.ndarray]:
+    """Per axis, which cell rows (columns) each patch row (column) covers."""
+    k = _spread(grid)
+    hc, wc = cell_shape(grid)
+    cover_r = np.zeros((grid.n_rows, hc))
+    cover_c = np.zeros((grid.n_cols, wc))
+    np.put_along_axis(cover_r, np.arange(grid.n_rows)[:, None] + np.arange(k)[None, :], 1.0, axis=1)
+    np.put_along_axis(cover_c, np.arange(grid.n_cols)[:, None] + np.arange(k)[None, :], 1.0, axis=1)
+    return cover_r, cover_c
 
 
 # -- 1. consistency ---------------------------------------------------------------
@@ -124,10 +129,20 @@ def consistency(embeddings: np.ndarray, grid: PatchGrid) -> np.ndarray:
     if z.ndim != 2 or z.shape[0] != grid.n_patches:
         raise ValueError(f"expected embeddings of shape ({grid.n_patches}, dim) for this grid, got {z.shape}")
     z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
-    cover = coverage_matrix(grid)
-    cell_means = (cover.T @ z) / cover.sum(axis=0)[:, None]
+    cell_means = _cell_means(z, grid)
     r = 1.0 - cell_means @ cell_means.T
     return np.clip(r, 0.0, 2.0)
+
+
+def _cell_means(z: np.ndarray, grid: PatchGrid) -> np.ndarray:
+    """``C^T Z / n``: the coverage is separable (rows x columns), so the sum over
+    the patches covering each cell is two small products, not one big one."""
+    cover_r, cover_c = _axis_coverage(grid)
+    dim = z.shape[1]
+    per_row = z.reshape(grid.n_rows, grid.n_cols, dim).transpose(0, 2, 1) @ cover_c  # (rows, dim, wc)
+    sums = (cover_r.T @ per_row.reshape(grid.n_rows, -1)).reshape(cover_r.shape[1], dim, cover_c.shape[1])
+    counts = np.outer(cover_r.sum(0), cover_c.sum(0))
+    return (sums.transpose(0, 2, 1) / counts[..., None]).reshape(-1, dim)
 
 
 _FLOAT32_ABOVE = 256  # cells; below this mean shift runs in float64
@@ -414,6 +429,8 @@ class SpliceResult:
     grid : PatchGrid
     cell_map : ndarray of shape cell_shape(grid), float32
         The heatmap per cell, before clipping.
+    scores : dict
+        Every detection score of :data:`DETECTION_SCORES` (``score`` is one of them).
     timings : dict
         Seconds spent embedding and post-processing.
     """
@@ -423,6 +440,7 @@ class SpliceResult:
     score: float
     grid: PatchGrid
     cell_map: np.ndarray
+    scores: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
 
 
@@ -449,19 +467,20 @@ def localize_embeddings(
         cell_mask = split_two_means(cells)
     else:
         cell_mask = cells > threshold
-    score = detection_score(R, score_method, heatmap=cells)
+    scores = {name: detection_score(R, name, heatmap=cells) for name in DETECTION_SCORES}
+    score = scores[score_method]
     hc, wc = cell_shape(grid)
     heatmap = to_image(np.clip(cells, 0.0, 1.0).astype(np.float32), grid)
     mask = to_image(cell_mask, grid)
     return SpliceResult(heatmap=heatmap, mask=mask, score=score, grid=grid,
-                        cell_map=cells.reshape(hc, wc).astype(np.float32),
+                        cell_map=cells.reshape(hc, wc).astype(np.float32), scores=scores,
                         timings={"postprocess_s": time.perf_counter() - start})
 
 
 _METHODS = ("meanshift", "ncut")
 
 
-class SpliceLocalizer(BaseEstimator):
+class SpliceLocalizer(ImageInputMixin, BaseEstimator):
     """Find regions of a photo that came from another camera, zero shot.
 
     Parameters
@@ -537,13 +556,6 @@ class SpliceLocalizer(BaseEstimator):
         self.score_method = score_method
         self.errors = errors
         self.progress = progress
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.input_tags.string = True
-        tags.requires_fit = True
-        return tags
 
     def _validate_params(self) -> None:
         if self.method not in _METHODS:

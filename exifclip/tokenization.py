@@ -11,9 +11,11 @@ uses the ``distilbert-base-uncased`` vocabulary, as the paper did.
 from __future__ import annotations
 
 import itertools
+import string
+from collections import Counter
 from typing import Iterable
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from transformers import DistilBertTokenizerFast
 
 __all__ = ["build_exif_tokenizer", "synthetic_exif_corpus", "SPECIAL_TOKENS"]
@@ -84,6 +86,27 @@ def synthetic_exif_corpus() -> list[str]:
     return lines
 
 
+def _exif_vocabulary(texts: list[str], vocab_size: int, normalizer, pre_tokenizer) -> dict[str, int]:
+    """A deterministic WordPiece vocabulary: every character (alone and as a
+    ``##`` continuation, so any word can be spelt) plus the most frequent
+    whole words, ties broken alphabetically.
+
+    (The ``tokenizers`` WordPiece trainer breaks frequency ties in hash
+    order, so the same corpus gives different vocabularies from run to run.)
+    """
+    counts: Counter = Counter()
+    for text in texts:
+        words = pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))
+        counts.update(word for word, _ in words)
+    # printable ASCII always, so any ASCII word can be spelt, plus the corpus's own characters
+    ascii_chars = string.ascii_letters + string.digits + string.punctuation
+    chars = sorted({normalizer.normalize_str(c) for c in ascii_chars} - {""} | {ch for word in counts for ch in word})
+    base = SPECIAL_TOKENS + chars + [f"##{ch}" for ch in chars]
+    room = max(vocab_size - len(base), 0)
+    words = [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if len(w) > 1][:room]
+    return {token: i for i, token in enumerate(base + words)}
+
+
 def build_exif_tokenizer(
     texts: Iterable[str] | None = None, vocab_size: int = 4096, lowercase: bool = True, model_max_length: int = 256
 ) -> DistilBertTokenizerFast:
@@ -95,7 +118,8 @@ def build_exif_tokenizer(
         EXIF sentences such as :func:`exifclip.exif.exif_to_text` writes.
         Defaults to :func:`synthetic_exif_corpus`.
     vocab_size : int, default=4096
-        Upper bound on the vocabulary; small corpora give fewer tokens.
+        Upper bound on the vocabulary; small corpora give fewer tokens. The
+        vocabulary is the same for the same corpus, run after run.
     lowercase : bool, default=True
         Lower-case and strip accents first, as ``distilbert-base-uncased``.
     model_max_length : int, default=256
@@ -112,12 +136,13 @@ def build_exif_tokenizer(
     ['exposure', 'time', ':', '1', '/', '500']
     """
     texts = list(synthetic_exif_corpus() if texts is None else texts)
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     norm = [normalizers.NFD(), normalizers.Lowercase(), normalizers.StripAccents()] if lowercase else [normalizers.NFD()]
-    tokenizer.normalizer = normalizers.Sequence(norm)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, min_frequency=1)
-    tokenizer.train_from_iterator(texts, trainer=trainer)
+    normalizer = normalizers.Sequence(norm)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer = Tokenizer(models.WordPiece(_exif_vocabulary(texts, vocab_size, normalizer, pre_tokenizer),
+                                           unk_token="[UNK]"))
+    tokenizer.normalizer = normalizer
+    tokenizer.pre_tokenizer = pre_tokenizer
     cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]

@@ -15,10 +15,17 @@ def test_exif_words_are_tokens_and_round_trip(tmp_path):
 
 
 def test_vocabulary_comes_from_the_corpus():
-    tok = build_exif_tokenizer(["Make: Hasselblad, Model: X2D 100C"] * 5, vocab_size=100)
+    tok = build_exif_tokenizer(["Make: Hasselblad, Model: X2D 100C"] * 5, vocab_size=400)
     assert "hasselblad" in tok.get_vocab()
-    assert len(tok) <= 100
-    assert tok.tokenize("zzzqqq")[0] != "[UNK]" or tok.unk_token == "[UNK]"
+    assert len(tok) <= 400
+    assert "[UNK]" not in tok.tokenize("Leica zq-9")  # unseen words are spelt with ## pieces
+
+
+def test_same_corpus_same_vocabulary():
+    corpus = synthetic_exif_corpus()
+    assert build_exif_tokenizer(corpus).get_vocab() == build_exif_tokenizer(corpus).get_vocab()
+    small = build_exif_tokenizer(corpus, vocab_size=250)
+    assert len(small) <= 250 and "exposure" in small.get_vocab()  # the most frequent words come first
 
 
 def test_truncation_to_model_max_length():

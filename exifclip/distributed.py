@@ -1,0 +1,163 @@
+"""Distributed plumbing for training: ranks, gathers and global batches.
+
+One process is the degenerate case: every helper here works unchanged
+without ``torch.distributed`` initialised. Under ``torchrun`` each rank
+embeds its slice of the global batch, :func:`gather_with_local_grad` gives
+every rank all the embeddings (the local slice keeps its gradient), and
+:class:`GlobalBatchSampler` decides which photos each rank and micro-batch
+take. See :mod:`exifclip.training` for how the loss is scaled.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+__all__ = ["gather_with_local_grad", "GlobalBatchSampler"]
+
+
+def gather_with_local_grad(x: torch.Tensor, group: Any = None) -> torch.Tensor:
+    """Concatenate ``x`` from every rank, in rank order; only the local slice
+    keeps its gradient. Without an initialised process group, ``x`` itself.
+
+    Examples
+    --------
+    >>> import torch
+    >>> gather_with_local_grad(torch.ones(2, 3)).shape
+    torch.Size([2, 3])
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size(group) == 1:
+        return x
+    parts = [torch.empty_like(x) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(parts, x.detach().contiguous(), group=group)
+    parts[dist.get_rank(group)] = x
+    return torch.cat(parts)
+
+
+def _scale_grad(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """``x`` in value; its gradient multiplied by ``factor``."""
+    if factor == 1.0:
+        return x
+    return x * factor + (x * (1.0 - factor)).detach()
+
+
+class GlobalBatchSampler:
+    """Which photos each rank embeds in each micro-batch; a pure function of the step.
+
+    Epoch ``e`` is the permutation ``default_rng([seed, e, 1]).permutation(n)``
+    cut into ``n // batch_size`` global batches (the remainder is dropped);
+    step ``s`` uses batch ``s % per_epoch`` of epoch ``s // per_epoch``.
+    Iterating yields, for each step from ``start_step`` and each of the
+    ``accum_steps`` micro-batches, a list of ``(epoch, index)`` keys for
+    :class:`~exifclip.training_data.ExifPatchDataset`.
+
+    Examples
+    --------
+    >>> s = GlobalBatchSampler(10, batch_size=4, steps=3, seed=0)
+    >>> s.batches_per_epoch, len(list(s))
+    (2, 3)
+    >>> r0 = GlobalBatchSampler(10, 4, 3, seed=0, world_size=2, rank=0)
+    >>> r1 = GlobalBatchSampler(10, 4, 3, seed=0, world_size=2, rank=1)
+    >>> [k for k, _ in zip(s, range(1))] == [next(iter(r0)) + next(iter(r1))]
+    True
+    """
+
+    def __init__(self, n: int, batch_size: int, steps: int, seed: int = 0, world_size: int = 1, rank: int = 0,
+                 accum_steps: int = 1, start_step: int = 0):
+        if batch_size % (world_size * accum_steps):
+            raise ValueError(f"batch_size {batch_size} must be divisible by world_size x accum_steps "
+                             f"= {world_size} x {accum_steps}")
+        if n < batch_size:
+            raise ValueError(f"only {n} usable photos, but batch_size {batch_size} needs that many distinct "
+                             "photos per step (one patch per photo per batch)")
+        self.n, self.batch_size, self.steps, self.seed = n, batch_size, steps, seed
+        self.world_size, self.rank, self.accum_steps, self.start_step = world_size, rank, accum_steps, start_step
+        self.micro = batch_size // (world_size * accum_steps)
+        self.batches_per_epoch = n // batch_size
+        self._perm: tuple[int, np.ndarray] | None = None
+
+    def position(self, step: int) -> tuple[int, int]:
+        """``(epoch, batch within the epoch)`` of ``step`` (0-based)."""
+        return divmod(step, self.batches_per_epoch)
+
+    def global_batch(self, step: int) -> list[tuple[int, int]]:
+        """Keys of every photo in ``step``'s global batch, in ``g`` order."""
+        epoch, b = self.position(step)
+        if self._perm is None or self._perm[0] != epoch:
+            self._perm = (epoch, np.random.default_rng([self.seed, epoch, 1]).permutation(self.n))
+        idx = self._perm[1][b * self.batch_size:(b + 1) * self.batch_size]
+        return [(epoch, int(i)) for i in idx]
+
+    def micro_batch(self, step: int, j: int) -> list[tuple[int, int]]:
+        """This rank's keys for micro-batch ``j`` of ``step``."""
+        g = j * self.world_size + self.rank
+        return self.global_batch(step)[g * self.micro:(g + 1) * self.micro]
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for step in range(self.start_step, self.steps):
+            for j in range(self.accum_steps):
+                yield self.micro_batch(step, j)
+
+    def __len__(self) -> int:
+        return max(self.steps - self.start_step, 0) * self.accum_steps
+
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    owns_group: bool = False
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def broadcast(self, obj: Any) -> Any:
+        if self.world == 1:
+            return obj
+        import torch.distributed as dist
+
+        box = [obj if self.main else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def close(self) -> None:
+        if self.owns_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _setup_distributed(device: str) -> _Dist:
+    import torch.distributed as dist
+
+    from .hub import resolve_device
+
+    initialised = dist.is_available() and dist.is_initialized()
+    world = dist.get_world_size() if initialised else int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Dist(device=resolve_device(device))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    want = resolve_device(device)
+    if want.type == "cuda":
+        want = torch.device("cuda", local_rank if want.index is None else want.index)
+        torch.cuda.set_device(want)
+    owns = False
+    if not initialised:
+        dist.init_process_group(backend="nccl" if want.type == "cuda" else "gloo")
+        owns = True
+    return _Dist(dist.get_rank(), dist.get_world_size(), local_rank, want, owns)

@@ -1,0 +1,673 @@
+"""Training data: photos and their EXIF text, one random full-resolution patch each.
+
+A training example is a pair (patch, text): a square patch cut at a random
+position from a photo *at full resolution* (never resized: resizing smooths
+away the camera traces) and the photo's EXIF written as one line by
+:func:`exifclip.exif.exif_to_text`.
+
+Where the EXIF comes from
+-------------------------
+* **Image files** (default): read from each file with
+  :func:`exifclip.exif.read_exif`.
+* **A metadata file** (CSV or JSONL) that maps files to their EXIF, kept apart
+  from the pixels as the paper's YFCC100M metadata was. Each row names the
+  file in a ``file`` column/key (``path``, ``image`` and ``filename`` are also
+  accepted); relative names are resolved against ``root`` (the image
+  directory) or, without one, the metadata file's own directory. The EXIF is
+  one of, in this order:
+
+  - ``text``: the sentence itself, used as is;
+  - ``exif``: a JSON object ``{tag: value}`` (in a CSV cell, as JSON text);
+  - otherwise every other non-empty column (CSV) or key (JSONL) is a tag,
+    e.g. ``file,Make,Model,Exposure Time``.
+
+  The files listed are used, nothing else in the directory.
+
+Which photos are kept
+---------------------
+A photo is skipped, counted in :attr:`ExifPatchDataset.skipped` and named in
+:attr:`ExifPatchDataset.skipped_files`, never raising, when
+
+* ``unreadable``: missing, not an image, or its header cannot be parsed;
+* ``too_small``: its shorter side is below ``min_size`` (default: one patch);
+* ``too_few_tags``: it has fewer than ``min_tags`` tags. **The tags counted
+  are those the text contains**: the tags of ``tags`` present in the EXIF
+  (:data:`exifclip.exif.DEFAULT_TAGS` by default; every tag with
+  ``tags="all"``). The paper kept photos with more than 10 tags, hence the
+  default ``min_tags=11`` of :class:`exifclip.training.TrainingConfig`. A
+  ``text`` row counts its ``"Tag: value"`` items;
+* ``decode_failed``: the header was fine but the pixels could not be decoded
+  (a truncated file) when the photo was drawn for a batch. This is found
+  during training: the example is dropped from that batch (the batch is one
+  smaller) and the run goes on.
+
+Randomness
+----------
+The patch position and any augmentation of example ``i`` in epoch ``e`` are
+drawn from ``numpy.random.default_rng([seed, e, i])``: they do not depend on
+worker processes, ranks or how far a run got, which is what makes resumed and
+multi-process runs repeat a one-process run exactly.
+
+Processing augmentations
+------------------------
+Off by default. With an :class:`AugmentConfig`, a fraction ``p`` of the
+patches is processed by one operation drawn uniformly from ``ops``, and the
+text says so by appending ``", Processing: <OP> <value>"``, exactly:
+
+==========  =================================================  =======================
+op          what happens to the pixels                         text appended
+==========  =================================================  =======================
+jpeg        JPEG re-compression at quality q (Pillow, 4:2:0)   ``, Processing: JPEG 75``
+resample    resize by factor s (bicubic), then cut the patch   ``, Processing: Resample 0.75``
+blur        Gaussian blur of standard deviation sigma          ``, Processing: Blur 1.5``
+noise       add Gaussian noise of std sigma (8-bit levels)     ``, Processing: Noise 4.0``
+gamma       ``255 * (x / 255) ** g``                            ``, Processing: Gamma 1.25``
+==========  =================================================  =======================
+
+Values are drawn uniformly from each op's range and rounded to the digits
+shown (JPEG: integer; Resample and Gamma: two decimals; Blur and Noise: one)
+*before* use, so the text states exactly what was done. JPEG, resample and
+blur process a region around the patch and cut the patch from its interior,
+so borders do not leak in. When a photo is too small for the region, the
+patch is left unprocessed (no text appended); resampling by ``s < 1`` is
+first clamped to the smallest factor the photo allows.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io as _stdio
+import json
+import math
+import os
+import re
+import warnings
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, NamedTuple, Sequence
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from .exif import DEFAULT_TAGS, PAPER_TAGS, ExifWarning, exif_to_text, read_exif
+from .io import ImageLoadError, load_image, open_image, source_name
+
+__all__ = [
+    "AugmentConfig",
+    "ExifRecord",
+    "PatchSample",
+    "ExifPatchDataset",
+    "IMAGE_EXTENSIONS",
+    "find_images",
+    "read_metadata",
+    "count_tags",
+    "augment_patch",
+    "AUGMENT_OPS",
+]
+
+#: File name endings :func:`find_images` collects (case-insensitive).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp", ".bmp")
+#: The processing operations, in the order of the table in the module doc.
+AUGMENT_OPS = ("jpeg", "resample", "blur", "noise", "gamma")
+_FILE_KEYS = ("file", "path", "image", "filename")
+_TEXT_ITEM = re.compile(r"(?:^|, )[^,:]+: ")
+
+
+# -- finding photos and their EXIF ------------------------------------------------------------
+
+def find_images(root: str | os.PathLike, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> list[str]:
+    """Image files under ``root`` (recursively), sorted, by file name ending.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> for name in ["b.JPG", "a.png", "notes.txt"]:
+    ...     _ = (d / name).write_bytes(b"")
+    >>> [pathlib.Path(p).name for p in find_images(d)]
+    ['a.png', 'b.JPG']
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a directory of images")
+    ends = tuple(e.lower() for e in extensions)
+    return sorted(str(p) for p in root.rglob("*") if p.is_file() and p.name.lower().endswith(ends))
+
+
+def _resolve_tags(exif: dict, tags: Any, style: str) -> list[str]:
+    if tags is None or tags == "default":
+        return list(DEFAULT_TAGS) if style == "default" else [k for k in exif if k in PAPER_TAGS]
+    if tags == "all":
+        return list(exif)
+    return list(tags)
+
+
+def count_tags(exif: dict, tags: Any = None, style: str = "default") -> int:
+    """How many tags :func:`exifclip.exif.exif_to_text` would write for ``exif``.
+
+    Parameters
+    ----------
+    exif : dict
+        ``{tag: value}``, e.g. from :func:`exifclip.exif.read_exif`.
+    tags : None, "default", "all" or list of str
+        As ``exif_to_text``'s ``tags`` (``"default"`` is ``None``).
+    style : {"default", "paper"}
+
+    Examples
+    --------
+    >>> count_tags({"Make": "Canon", "Model": "X", "Date/Time": "2020", "Flash": ""})
+    2
+    >>> count_tags({"Make": "Canon", "Model": "X", "Date/Time": "2020"}, tags="all")
+    3
+    """
+    return sum(1 for t in dict.fromkeys(_resolve_tags(exif, tags, style))
+               if str(exif.get(t) if exif.get(t) is not None else "").strip())
+
+
+def _text_items(text: str) -> int:
+    return len(_TEXT_ITEM.findall(text))
+
+
+def _row_to_entry(row: dict, where: str) -> tuple[str, dict | None, str | None]:
+    name = next((str(row[k]) for k in _FILE_KEYS if row.get(k) not in (None, "")), None)
+    if name is None:
+        raise ValueError(f"{where}: no file name (a 'file' column or key)")
+    if row.get("text") not in (None, ""):
+        return name, None, str(row["text"])
+    if row.get("exif") not in (None, ""):
+        exif = row["exif"]
+        if isinstance(exif, str):
+            try:
+                exif = json.loads(exif)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{where}: 'exif' is not a JSON object ({exc})") from None
+        if not isinstance(exif, dict):
+            raise ValueError(f"{where}: 'exif' must be an object of tag -> value")
+        return name, {str(k): str(v) for k, v in exif.items() if v not in (None, "")}, None
+    skip = set(_FILE_KEYS) | {"text", "exif"}
+    return name, {str(k): str(v) for k, v in row.items() if k not in skip and v not in (None, "")}, None
+
+
+def read_metadata(path: str | os.PathLike, root: str | os.PathLike | None = None) -> list[tuple[str, dict | None, str | None]]:
+    """Read a CSV or JSONL file that maps image files to their EXIF.
+
+    Parameters
+    ----------
+    path : path-like
+        ``.csv`` (header row) or ``.jsonl`` / ``.json`` (one object per line);
+        the formats are described in the module doc.
+    root : path-like, optional
+        Directory that relative file names are relative to (default: the
+        metadata file's directory).
+
+    Returns
+    -------
+    list of (file, exif, text)
+        ``exif`` is a dict or ``None``; ``text`` a ready sentence or ``None``.
+
+    Raises
+    ------
+    ValueError
+        If a row has no file name or malformed ``exif``; the message names
+        the line.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "m.csv").write_text("file,Make,Model\\na.jpg,Canon,EOS 5D\\n")
+    >>> [(pathlib.Path(f).name, e, t) for f, e, t in read_metadata(d / "m.csv")]
+    [('a.jpg', {'Make': 'Canon', 'Model': 'EOS 5D'}, None)]
+    """
+    path = Path(path)
+    base = Path(root) if root is not None else path.parent
+    rows: list[tuple[dict, str]] = []
+    if path.suffix.lower() == ".csv":
+        with open(path, newline="", encoding="utf-8") as fh:
+            for i, row in enumerate(csv.DictReader(fh), start=2):
+                rows.append(({k: v for k, v in row.items() if k is not None}, f"{path}:{i}"))
+    else:
+        with open(path, encoding="utf-8") as fh:
+            for i, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{path}:{i}: not a JSON object ({exc})") from None
+                if not isinstance(obj, dict):
+                    raise ValueError(f"{path}:{i}: not a JSON object")
+                rows.append((obj, f"{path}:{i}"))
+    out = []
+    for row, where in rows:
+        name, exif, text = _row_to_entry(row, where)
+        file = Path(name).expanduser()
+        out.append((str(file if file.is_absolute() else base / file), exif, text))
+    return out
+
+
+# -- records ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ExifRecord:
+    """One usable photo: where its pixels are, its text, its size.
+
+    Attributes
+    ----------
+    source : str or bytes
+        A path (or encoded bytes) that :func:`exifclip.io.load_image` reads.
+    text : str
+        The EXIF sentence.
+    n_tags : int
+        Tags in ``text`` (see the module doc).
+    height, width : int
+        Pixel size from the file header.
+    """
+
+    source: Any
+    text: str
+    n_tags: int
+    height: int
+    width: int
+
+
+def _scan_one(item: tuple, tags: Any, style: str, min_tags: int, min_size: int):
+    """-> (ExifRecord, None) or (None, (name, reason, detail))."""
+    source, exif, text = item
+    name = source_name(source)
+    try:
+        img = open_image(source)
+        try:
+            width, height = img.size
+            if exif is None and text is None:
+                exif = read_exif(img)
+        finally:
+            if img is not source:
+                img.close()
+    except (ImageLoadError, OSError, ValueError, TypeError) as exc:
+        return None, (name, "unreadable", str(exc))
+    if min(height, width) < min_size:
+        return None, (name, "too_small", f"{width}x{height} is smaller than {min_size} px")
+    if text is None:
+        n = count_tags(exif, tags, style)
+        text = exif_to_text(exif, tags=None if tags == "default" else tags, style=style)
+    else:
+        n = _text_items(text)
+    if n < min_tags:
+        return None, (name, "too_few_tags", f"{n} tags, fewer than {min_tags}")
+    return ExifRecord(source, text, n, int(height), int(width)), None
+
+
+# -- augmentations ------------------------------------------------------------------------------
+
+@dataclass
+class AugmentConfig:
+    """Processing augmentations that change the pixels and say so in the text.
+
+    See the table in the module doc for each operation and its text.
+
+    Parameters
+    ----------
+    p : float, default=0.5
+        Fraction of patches processed (by exactly one operation).
+    ops : sequence of str
+        Operations to draw from, uniformly: any of :data:`AUGMENT_OPS`.
+    jpeg_quality : (int, int), default=(50, 95)
+    resample_factor : (float, float), default=(0.5, 1.5)
+    blur_sigma : (float, float), default=(0.5, 2.0)
+    noise_std : (float, float), default=(1.0, 8.0)
+        In 8-bit levels.
+    gamma : (float, float), default=(0.6, 1.6)
+
+    Examples
+    --------
+    >>> AugmentConfig(ops=["jpeg"], jpeg_quality=(70, 90)).ops
+    ('jpeg',)
+    """
+
+    p: float = 0.5
+    ops: Sequence[str] = AUGMENT_OPS
+    jpeg_quality: tuple[int, int] = (50, 95)
+    resample_factor: tuple[float, float] = (0.5, 1.5)
+    blur_sigma: tuple[float, float] = (0.5, 2.0)
+    noise_std: tuple[float, float] = (1.0, 8.0)
+    gamma: tuple[float, float] = (0.6, 1.6)
+
+    def __post_init__(self):
+        self.ops = tuple(self.ops)
+        unknown = [op for op in self.ops if op not in AUGMENT_OPS]
+        if unknown or not self.ops:
+            raise ValueError(f"augment ops must be a non-empty list from {AUGMENT_OPS}, got {list(self.ops)}")
+        if not 0.0 <= float(self.p) <= 1.0:
+            raise ValueError(f"augment p must be in [0, 1], got {self.p}")
+        for name in ("jpeg_quality", "resample_factor", "blur_sigma", "noise_std", "gamma"):
+            lo, hi = getattr(self, name)
+            if not (0 < lo <= hi):
+                raise ValueError(f"augment {name} must be a range (low, high) with 0 < low <= high, got {(lo, hi)}")
+            setattr(self, name, (type(lo)(lo), type(hi)(hi)))
+        if self.jpeg_quality[1] > 100:
+            raise ValueError(f"augment jpeg_quality must be within 1..100, got {self.jpeg_quality}")
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready values."""
+        out = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+    @classmethod
+    def coerce(cls, value: Any) -> "AugmentConfig | None":
+        """``None``/``False`` -> off; ``True`` -> defaults; a dict -> fields."""
+        if value is None or value is False:
+            return None
+        if value is True:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, dict):
+            unknown = set(value) - set(cls.__dataclass_fields__)
+            if unknown:
+                raise ValueError(f"unknown augment settings: {', '.join(sorted(unknown))}")
+            return cls(**value)
+        raise TypeError(f"augment must be None, True, a dict or an AugmentConfig, got {type(value).__name__}")
+
+
+def _to_pil(a: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.ascontiguousarray(a))
+
+
+def _cut(image: np.ndarray, y: int, x: int, size: int) -> np.ndarray:
+    return np.ascontiguousarray(image[y:y + size, x:x + size])
+
+
+def augment_patch(image: np.ndarray, patch_size: int, rng: np.random.Generator,
+                  config: AugmentConfig) -> tuple[np.ndarray, str] | None:
+    """Cut one processed patch from ``image``; ``None`` when it does not fit.
+
+    Parameters
+    ----------
+    image : ndarray (H, W, 3) uint8
+    patch_size : int
+    rng : numpy.random.Generator
+        All random choices (operation, value, position) come from it.
+    config : AugmentConfig
+
+    Returns
+    -------
+    (patch, suffix) or None
+        ``patch`` is ``(patch_size, patch_size, 3)`` uint8; ``suffix`` the
+        exact text to append, e.g. ``", Processing: JPEG 75"``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    >>> cfg = AugmentConfig(p=1.0, ops=["gamma"], gamma=(1.5, 1.5))
+    >>> patch, suffix = augment_patch(img, 32, np.random.default_rng(0), cfg)
+    >>> patch.shape, suffix
+    ((32, 32, 3), ', Processing: Gamma 1.50')
+    """
+    h, w = image.shape[:2]
+    p = int(patch_size)
+    op = config.ops[int(rng.integers(len(config.ops)))]
+
+    def uniform(lo, hi):
+        return float(rng.uniform(lo, hi))
+
+    if op == "jpeg":
+        q = int(rng.integers(config.jpeg_quality[0], config.jpeg_quality[1] + 1))
+        side = p + 24
+        if side > min(h, w):
+            return None
+        y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+        oy, ox = 8 + int(rng.integers(0, 8)), 8 + int(rng.integers(0, 8))
+        buf = _stdio.BytesIO()
+        _to_pil(_cut(image, y, x, side)).save(buf, "JPEG", quality=q)
+        out = np.asarray(Image.open(_stdio.BytesIO(buf.getvalue())).convert("RGB"))
+        return _cut(out, oy, ox, p), f", Processing: JPEG {q}"
+    if op == "resample":
+        s = round(uniform(*config.resample_factor), 2)
+        need = p + 16  # output pixels: the patch and 8 px either side
+        s = max(s, math.ceil(100 * need / max(min(h, w) - 2, 1)) / 100)
+        side = math.ceil(need / s) + 2
+        if side > min(h, w) or s <= 0:
+            return None
+        y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+        out_side = max(round(side * s), need)
+        out = np.asarray(_to_pil(_cut(image, y, x, side)).resize((out_side, out_side), Image.BICUBIC))
+        o = (out_side - p) // 2
+        return _cut(out, o, o, p), f", Processing: Resample {s:.2f}"
+    if op == "blur":
+        sigma = round(uniform(*config.blur_sigma), 1)
+        margin = int(math.ceil(3 * sigma)) + 1
+        side = p + 2 * margin
+        if side > min(h, w):
+            return None
+        y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+        out = np.asarray(_to_pil(_cut(image, y, x, side)).filter(ImageFilter.GaussianBlur(radius=sigma)))
+        return _cut(out, margin, margin, p), f", Processing: Blur {sigma:.1f}"
+    y, x = int(rng.integers(0, h - p + 1)), int(rng.integers(0, w - p + 1))
+    patch = _cut(image, y, x, p).astype(np.float32)
+    if op == "noise":
+        std = round(uniform(*config.noise_std), 1)
+        patch = patch + rng.normal(0.0, std, patch.shape).astype(np.float32)
+        suffix = f", Processing: Noise {std:.1f}"
+    else:  # gamma
+        g = round(uniform(*config.gamma), 2)
+        patch = 255.0 * (patch / 255.0) ** g
+        suffix = f", Processing: Gamma {g:.2f}"
+    return np.clip(np.rint(patch), 0, 255).astype(np.uint8), suffix
+
+
+def augmentation_phrases(config: AugmentConfig | None) -> list[str]:
+    """Example ``Processing`` phrases, for building a tokenizer vocabulary."""
+    if config is None:
+        return []
+    q = range(config.jpeg_quality[0], config.jpeg_quality[1] + 1)
+    return ([f"Processing: JPEG {v}" for v in q]
+            + [f"Processing: Resample {v:.2f}" for v in np.arange(0.3, 3.0, 0.01)]
+            + [f"Processing: Blur {v:.1f}" for v in np.arange(0.1, 5.0, 0.1)]
+            + [f"Processing: Noise {v:.1f}" for v in np.arange(0.1, 20.0, 0.1)]
+            + [f"Processing: Gamma {v:.2f}" for v in np.arange(0.3, 3.0, 0.01)])
+
+
+# -- the dataset --------------------------------------------------------------------------------
+
+class PatchSample(NamedTuple):
+    """One example: ``patch`` (P, P, 3) uint8 (``None`` if decoding failed),
+    ``text``, the record ``index``, and ``error`` (a message or ``None``)."""
+
+    patch: np.ndarray | None
+    text: str
+    index: int
+    error: str | None = None
+
+
+class ExifPatchDataset:
+    """Photos with their EXIF text; each item is one random full-resolution patch.
+
+    A map-style dataset (usable with :class:`torch.utils.data.DataLoader`)
+    whose keys are ``index`` or ``(epoch, index)``. Which photos are kept,
+    where the text comes from and how randomness works is in the module doc.
+
+    Parameters
+    ----------
+    sources : path-like, or sequence of paths / bytes, optional
+        A directory (searched recursively by :func:`find_images`) or the
+        images themselves. With ``metadata``, a directory is the ``root``
+        that the metadata's relative names are resolved against.
+    metadata : path-like, optional
+        CSV or JSONL mapping files to EXIF (:func:`read_metadata`).
+    patch_size : int, default=124
+    min_tags : int, default=11
+        Fewest tags a photo's text must have (the paper kept > 10).
+    tags : None, "default", "all" or list of str
+        Tags written in the text (see :func:`exifclip.exif.exif_to_text`).
+    text_style : {"default", "paper"}
+    min_size : int, optional
+        Smallest shorter side kept, in pixels (default ``patch_size``).
+    cache_images : bool, default=False
+        Keep decoded photos in memory after first use (small corpora; each
+        DataLoader worker keeps its own cache).
+    augment : AugmentConfig, dict, True or None
+        Processing augmentations (off by default).
+    seed : int, default=0
+    scan_workers : int, default=8
+        Threads reading headers when the dataset is built.
+
+    Attributes
+    ----------
+    records : list of ExifRecord
+    skipped : collections.Counter
+        Photos left out, by reason (``unreadable``, ``too_small``,
+        ``too_few_tags``; ``decode_failed`` is counted by the training loop).
+    skipped_files : list of (name, reason, detail)
+
+    Examples
+    --------
+    >>> import io, numpy as np, piexif
+    >>> from PIL import Image
+    >>> exif = piexif.dump({"0th": {piexif.ImageIFD.Make: b"Canon", piexif.ImageIFD.Model: b"EOS"}})
+    >>> buf = io.BytesIO(); Image.new("RGB", (80, 60)).save(buf, "JPEG", exif=exif)
+    >>> ds = ExifPatchDataset([buf.getvalue(), b"junk"], patch_size=32, min_tags=2)
+    >>> len(ds), dict(ds.skipped)
+    (1, {'unreadable': 1})
+    >>> sample = ds[0]
+    >>> sample.patch.shape, sample.text
+    ((32, 32, 3), 'Make: Canon, Model: EOS')
+    """
+
+    def __init__(self, sources: Any = None, *, metadata: str | os.PathLike | None = None, patch_size: int = 124,
+                 min_tags: int = 11, tags: Any = None, text_style: str = "default", min_size: int | None = None,
+                 cache_images: bool = False, augment: Any = None, seed: int = 0, scan_workers: int = 8,
+                 records: Sequence[ExifRecord] | None = None, skipped_files: Iterable[tuple] = ()):
+        if text_style not in ("default", "paper"):
+            raise ValueError(f"text_style must be 'default' or 'paper', got {text_style!r}")
+        if isinstance(tags, str) and tags not in ("default", "all"):
+            raise ValueError(f"tags must be 'default', 'all' or a list of tag names, got {tags!r}")
+        self.patch_size = int(patch_size)
+        self.min_tags = int(min_tags)
+        self.tags = tags
+        self.text_style = text_style
+        self.min_size = int(min_size) if min_size is not None else self.patch_size
+        self.cache_images = bool(cache_images)
+        self.augment = AugmentConfig.coerce(augment)
+        self.seed = int(seed)
+        self._cache: dict[int, np.ndarray] = {}
+        if records is not None:
+            self.records = list(records)
+            self.skipped_files = list(skipped_files)
+        else:
+            items = self._items(sources, metadata)
+            self.records, self.skipped_files = [], []
+            workers = max(1, min(int(scan_workers), len(items) // 16 + 1))
+            scan = lambda it: _scan_one(it, tags, text_style, self.min_tags, self.min_size)
+            # Malformed EXIF warns; what could be read is kept. The filter is set here, in this thread:
+            # catch_warnings is not thread-safe, so the workers must not touch it.
+            with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=workers) as pool:
+                warnings.simplefilter("ignore", ExifWarning)
+                for record, skip in pool.map(scan, items):
+                    if record is not None:
+                        self.records.append(record)
+                    else:
+                        self.skipped_files.append(skip)
+        self.skipped = Counter(reason for _, reason, _ in self.skipped_files)
+
+    @staticmethod
+    def _items(sources: Any, metadata: Any) -> list[tuple]:
+        if metadata is not None:
+            root = sources if isinstance(sources, (str, os.PathLike)) else None
+            if sources is not None and root is None:
+                raise ValueError("with metadata, sources must be the image directory (or None)")
+            return read_metadata(metadata, root=root)
+        if sources is None:
+            raise ValueError("give image sources (a directory or a list of files) or a metadata file")
+        if isinstance(sources, (str, os.PathLike)):
+            return [(p, None, None) for p in find_images(sources)]
+        if isinstance(sources, (bytes, bytearray)):
+            sources = [sources]
+        return [(s if not isinstance(s, os.PathLike) else os.fspath(s), None, None) for s in sources]
+
+    # -- the dataset protocol ------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> PatchSample:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        return self.sample(int(index), int(epoch))
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_cache"] = {}  # a worker process fills its own cache
+        return state
+
+    @property
+    def texts(self) -> list[str]:
+        """The EXIF sentence of every record, in order."""
+        return [r.text for r in self.records]
+
+    def image(self, index: int) -> np.ndarray:
+        """The decoded photo of record ``index`` (cached when ``cache_images``)."""
+        if index in self._cache:
+            return self._cache[index]
+        image = load_image(self.records[index].source)
+        if self.cache_images:
+            self._cache[index] = image
+        return image
+
+    def sample(self, index: int, epoch: int = 0) -> PatchSample:
+        """The example of record ``index`` in ``epoch``: the same every time.
+
+        A photo that cannot be decoded gives ``patch=None`` and ``error``.
+        """
+        record = self.records[index]
+        try:
+            image = self.image(index)
+        except (ImageLoadError, OSError, ValueError) as exc:
+            return PatchSample(None, record.text, index, str(exc))
+        p = self.patch_size
+        h, w = image.shape[:2]
+        if min(h, w) < p:  # the header lied
+            return PatchSample(None, record.text, index, f"{source_name(record.source)}: {w}x{h} is smaller "
+                                                         f"than one {p}x{p} patch")
+        rng = np.random.default_rng([self.seed, epoch, index])
+        if self.augment is not None and rng.random() < self.augment.p:
+            done = augment_patch(image, p, rng, self.augment)
+            if done is not None:
+                return PatchSample(done[0], record.text + done[1], index)
+        y, x = int(rng.integers(0, h - p + 1)), int(rng.integers(0, w - p + 1))
+        return PatchSample(_cut(image, y, x, p), record.text, index)
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+    def fingerprint(self) -> str:
+        """A short hash of the records (sources and texts), to check a resume."""
+        h = hashlib.sha1()
+        for r in self.records:
+            src = r.source if isinstance(r.source, str) else hashlib.sha1(bytes(r.source)).hexdigest()
+            h.update(f"{src}\x00{r.text}\x01".encode("utf-8", "replace"))
+        return h.hexdigest()[:16]
+
+    def summary(self) -> dict:
+        """Counts for logs: images kept, skipped by reason."""
+        return {"images": len(self.records), "skipped": dict(sorted(self.skipped.items())),
+                "skipped_total": sum(self.skipped.values())}
+
+    def subset(self, indices: Sequence[int]) -> "ExifPatchDataset":
+        """A dataset over some of the records, with the same settings."""
+        out = object.__new__(type(self))
+        out.__dict__.update(self.__dict__)
+        out.records = [self.records[i] for i in indices]
+        out._cache = {}
+        return out
+
+    def with_settings(self, **settings: Any) -> "ExifPatchDataset":
+        """A copy with other patch settings (``patch_size``, ``augment``, ``seed``, ``cache_images``)."""
+        out = self.subset(range(len(self.records)))
+        for key, value in settings.items():
+            if key == "augment":
+                value = AugmentConfig.coerce(value)
+            elif key not in ("patch_size", "seed", "cache_images"):
+                raise ValueError(f"cannot change {key!r} of a built dataset")
+            setattr(out, key, value)
+        return out

@@ -1,0 +1,124 @@
+"""Two CPU processes (gloo, 127.0.0.1 only) train exactly as one process at the same global batch.
+
+Two comparisons, each at global batch 8:
+
+* ``batchnorm="batch"``: BatchNorm statistics are per micro-batch, so two
+  ranks x 1 micro-batch are compared with one process x 2 micro-batches
+  (``accum_steps=2``), which normalises the same 4-photo halves. Dropout is
+  on: it is seeded per micro-batch from (seed, step, g), the same in both.
+* ``batchnorm="frozen"``: BN uses its running statistics, so any split of
+  the global batch is the same computation: two ranks x 2 micro-batches
+  (DDP ``no_sync`` and the two-pass accumulation) against one process
+  without accumulation (dropout off: one process draws its masks for 8
+  texts at once, four micro-batches draw theirs separately).
+
+(Per-micro-batch BN over 2 patches is too ill-conditioned to compare: its
+gradients reach norms of ~2000 and float rounding drifts apart in a step.)
+
+Losses must agree to float rounding (all-gather order, padding lengths), and
+so must the parameters after the steps. BN running statistics are not
+compared: under DDP they come from rank 0's micro-batch only.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+
+import pytest
+import torch
+
+from exifclip.hub import load_model
+from exifclip.training import TrainingConfig, train
+
+from .conftest import TINY, make_tiny_model
+from .test_training import write_photos
+
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is unavailable")
+
+STEPS = 3
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _configs(photo_dir, out_dir):
+    common = dict(images=str(photo_dir), min_tags=5, steps=STEPS, batch_size=8, lr=2e-3, warmup_steps=1,
+                  device="cpu", progress=False, seed=0)
+    return {
+        "batch": dict(common, batchnorm="batch", out_dir=str(out_dir), checkpoint_every=2),
+        "frozen-accum": dict(common, batchnorm="frozen", accum_steps=2),
+    }
+
+
+def _worker(rank: int, world: int, port: int, photo_dir: str, model_dirs: dict, results: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    if sys.platform.startswith("linux"):
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        for name, values in _configs(photo_dir, os.path.join(results, "ddp-run")).items():
+            model = load_model(model_dirs[name], use_cache=False)
+            result = train(TrainingConfig(**values), model=model)
+            assert result.world_size == world
+            if rank == 0:
+                params = {k: v.detach().cpu() for k, v in result.model.named_parameters()}
+                grad_norms = torch.tensor([h["grad_norm"] for h in result.history], dtype=torch.float64)
+                torch.save({"losses": torch.tensor(result.losses, dtype=torch.float64), "params": params,
+                            "grad_norms": grad_norms},
+                           os.path.join(results, f"{name}.pt"))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ddp")
+    write_photos(root / "photos", 12)
+    dirs = {}
+    for name, dropout in (("batch", 0.1), ("frozen-accum", 0.0)):
+        text = {**TINY["text_config"], "dropout": dropout, "attention_dropout": dropout}
+        dirs[name] = str(root / f"model-{name}")
+        make_tiny_model(0, text_config=text).save_pretrained(dirs[name])
+    return root, dirs
+
+
+def test_two_gloo_processes_match_one_process_at_the_same_global_batch(setup):
+    root, model_dirs = setup
+    results = root / "results"
+    results.mkdir()
+    torch.multiprocessing.spawn(_worker, args=(2, _free_port(), str(root / "photos"), model_dirs, str(results)),
+                                nprocs=2, join=True)
+    single = {"batch": dict(accum_steps=2), "frozen-accum": dict(accum_steps=1)}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the workers: the same summation order in the kernels
+    try:
+        refs = {name: train(TrainingConfig(**{**values, **single[name]}),
+                            model=load_model(model_dirs[name], use_cache=False))
+                for name, values in _configs(root / "photos", root / "single-run").items()}
+    finally:
+        torch.set_num_threads(threads)
+    for name, ref in refs.items():
+        ddp = torch.load(results / f"{name}.pt", weights_only=True)
+        assert ref.world_size == 1 and len(ref.losses) == STEPS
+        torch.testing.assert_close(ddp["losses"], torch.tensor(ref.losses, dtype=torch.float64),
+                                   rtol=1e-4, atol=1e-4, msg=lambda m, name=name: f"{name}: {m}")
+        # Adam hides a wrong gradient scale (its first steps are nearly sign(g)); the norm of the
+        # all-reduced gradient does not.
+        ref_norms = torch.tensor([h["grad_norm"] for h in ref.history], dtype=torch.float64)
+        torch.testing.assert_close(ddp["grad_norms"], ref_norms, rtol=1e-3, atol=1e-6,
+                                   msg=lambda m, name=name: f"{name} gradient norms: {m}")
+        worst = max(float((ddp["params"][k] - v.detach()).abs().max()) for k, v in ref.model.named_parameters())
+        assert worst < 5e-4, f"{name}: parameters differ by up to {worst} after {STEPS} steps of lr 2e-3"
+    # Rank 0 alone wrote the checkpoints, the log and the final model.
+    run = results / "ddp-run"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-00000002"]
+    assert (run / "model.safetensors").is_file() and (run / "train_log.jsonl").is_file()
+    start = (run / "train_log.jsonl").read_text().splitlines()[0]
+    assert '"world_size": 2' in start

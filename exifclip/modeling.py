@@ -331,7 +331,7 @@ def patches_to_pixel_values(
     --------
     >>> import torch
     >>> x = torch.full((1, 2, 2, 3), 255, dtype=torch.uint8)
-    >>> patches_to_pixel_values(x, [0.5] * 3, [0.5] * 3)[0, :, 0, 0].tolist()
+    >>> [round(v, 5) for v in patches_to_pixel_values(x, [0.5] * 3, [0.5] * 3)[0, :, 0, 0].tolist()]
     [1.0, 1.0, 1.0]
     """
     if patches.dtype != torch.uint8:

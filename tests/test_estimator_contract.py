@@ -29,7 +29,8 @@ def _embedder(model_dir):
 
 
 def _localizer(model_dir):
-    return SpliceLocalizer(model=str(model_dir), device="cpu", batch_size=64)
+    # stride 8: the default grid of these tiny images has stride 1 and a cell per pixel
+    return SpliceLocalizer(model=str(model_dir), device="cpu", batch_size=64, stride=8)
 
 
 def _embedder_search(est, param, values, images):

@@ -67,7 +67,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from .embedder import ExifPatchEmbedder, embed_patches
+    from .embedder import ExifPatchEmbedder, embed_patches, pool_patch_embeddings
     from .hub import ModelNotFoundError
 
     embedder = ExifPatchEmbedder(
@@ -105,7 +105,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     ok = [i for i, item in enumerate(per_image) if item is not None]
     arrays = {
         "files": np.asarray([str(args.images[i]) for i in ok]),
-        "embeddings": np.stack([_mean_embedding(per_image[i].embeddings) for i in ok])
+        "embeddings": np.stack([pool_patch_embeddings(per_image[i].embeddings) for i in ok])
         if ok
         else np.empty((0, embedder.embedding_dim_), np.float32),
         "failed_files": np.asarray([str(args.images[i]) for i in sorted(failures)]),
@@ -122,13 +122,6 @@ def _cmd_embed(args: argparse.Namespace) -> int:
                "dim": embedder.embedding_dim_, "model": str(args.model)}
     print(json.dumps(summary))
     return 1 if failures else 0
-
-
-def _mean_embedding(embeddings):
-    import numpy as np
-
-    mean = embeddings.mean(axis=0)
-    return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
 
 
 # `exifclip train` flags -> TrainingConfig fields (flags left out keep the config's value).

@@ -27,7 +27,7 @@ from .io import ImageLoadError, as_source_list, load_image, source_name
 from .modeling import ExifClipModel, patches_to_pixel_values
 from .patches import PatchGrid, iter_patch_batches, make_grid, patch_view
 
-__all__ = ["ExifPatchEmbedder", "PatchEmbeddings", "embed_patches", "embed_texts"]
+__all__ = ["ExifPatchEmbedder", "PatchEmbeddings", "embed_patches", "embed_texts", "pool_patch_embeddings"]
 
 _ERRORS = ("raise", "skip")
 
@@ -197,6 +197,18 @@ def embed_patches(
         if on_error is not None:
             on_error(i, exc)
     return [None if g is None else PatchEmbeddings(outputs[i], g) for i, g in enumerate(grids)]
+
+
+def pool_patch_embeddings(embeddings: np.ndarray) -> np.ndarray:
+    """One image's embedding: the L2-normalised mean of its patch embeddings.
+
+    Examples
+    --------
+    >>> [round(float(v), 3) for v in pool_patch_embeddings(np.array([[1.0, 0.0], [0.0, 1.0]]))]
+    [0.707, 0.707]
+    """
+    mean = np.asarray(embeddings, np.float64).mean(axis=0)
+    return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
 
 
 def embed_texts(model: ExifClipModel, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
@@ -508,8 +520,7 @@ class ExifPatchEmbedder(ImageInputMixin, TransformerMixin, BaseEstimator):
         out = np.full((len(per_image), self.embedding_dim_), np.nan, np.float32)
         for i, item in enumerate(per_image):
             if item is not None:
-                mean = item.embeddings.mean(axis=0)
-                out[i] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+                out[i] = pool_patch_embeddings(item.embeddings)
         return out
 
     def embed_exif(self, texts: str | dict | Iterable[str | dict]) -> np.ndarray:

@@ -366,6 +366,24 @@ def _add_localizer_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
 
 
+def _cmd_convert_official(args: argparse.Namespace) -> int:
+    from .convert import ConversionError, convert_official
+
+    out = Path(args.out_dir)
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        _error(f"{out}: exists and is not empty (pass --overwrite to replace its model files)")
+        return 1
+    tokenizer = None if args.tokenizer.lower() == "none" else args.tokenizer
+    try:
+        model = convert_official(args.checkpoint, out, tokenizer=tokenizer)
+    except ConversionError as exc:
+        _error(str(exc))
+        return 1
+    info = {k: v for k, v in model.conversion_info.items() if k != "text_config"}
+    print(json.dumps({"out_dir": str(out), "tokenizer": tokenizer is not None, **info}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``exifclip`` command."""
     from . import __version__
@@ -461,6 +479,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-hook", metavar="MODULE:FUNCTION", help="eval_hook(model, step) -> dict, logged")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "convert-official", help="convert the paper's released checkpoint (wrapper_75_new.pth) into an exifclip model",
+        description="Read the official EXIF-as-Language checkpoint (full training checkpoint or the pruned "
+                    "photoholmes form) with torch.load(weights_only=True) and save it as a paper-resnet50 model "
+                    "(config.json, model.safetensors, tokenizer, model card) usable as --model OUT_DIR.")
+    p.add_argument("checkpoint", help="wrapper_75_new.pth or its pruned form")
+    p.add_argument("out_dir", help="output model directory")
+    p.add_argument("--tokenizer", default="distilbert-base-uncased",
+                   help="Hub id, directory or vocab.txt of the text tokenizer; 'none' for the image side only "
+                        "(default: distilbert-base-uncased, from the local Hub cache when offline)")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty OUT_DIR")
+    p.set_defaults(func=_cmd_convert_official)
     return parser
 
 

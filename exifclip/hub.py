@@ -254,6 +254,8 @@ def load_model(
             if progress:
                 hf_logging.enable_progress_bar()
         model.tokenizer = load_tokenizer(directory)
+        # from_pretrained re-creates parameters as trainable; a fixed scale stays fixed.
+        model.logit_scale.requires_grad_(config.learn_logit_scale)
         model = model.to(device=torch_device, dtype=torch_dtype).eval()
         model.name_or_path = str(name_or_path)
         if use_cache:

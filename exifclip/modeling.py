@@ -265,8 +265,13 @@ class ExifClipModel(PreTrainedModel):
         return self.text_projection(pooled)
 
     def get_logit_scale(self) -> torch.Tensor:
-        """The similarity multiplier, ``exp(logit_scale)`` clamped at 100."""
-        return self.logit_scale.exp().clamp(max=100.0)
+        """The similarity multiplier, ``exp(logit_scale)`` clamped at 100.
+
+        A fixed scale (``learn_logit_scale=False``) is detached, so it stays
+        fixed even where loading code re-creates the parameter as trainable.
+        """
+        scale = self.logit_scale if self.config.learn_logit_scale else self.logit_scale.detach()
+        return scale.exp().clamp(max=100.0)
 
     def forward(
         self,

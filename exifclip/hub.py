@@ -8,8 +8,12 @@ A model is named by one string, resolved in this order:
    read from the local Hub cache first and downloaded only when online.
 
 Weights are read from safetensors only: pickled checkpoints
-(``pytorch_model.bin``) are refused, and ``trust_remote_code`` is never used
-(``ExifClipModel`` is registered with ``AutoModel`` in this package).
+(``pytorch_model.bin``) are refused unless ``allow_pickle=True``, and even
+then are read with ``torch.load(weights_only=True)``. ``trust_remote_code``
+is never used: ``config.json`` is read as data (an ``auto_map`` in it is
+ignored) and only this package's ``ExifClipModel`` is built. Weights must fit
+the config exactly: a missing, unexpected or wrongly shaped tensor is an
+error, never a silently random-initialised layer.
 
 Loaded models are kept in a process-level cache keyed by the resolved files,
 device and dtype, so estimator clones (``GridSearchCV``) and repeated calls
@@ -30,6 +34,7 @@ from typing import Any
 import torch
 
 __all__ = [
+    "ModelLoadError",
     "ModelNotFoundError",
     "load_model",
     "load_tokenizer",
@@ -55,6 +60,10 @@ class ModelNotFoundError(FileNotFoundError):
     """A model name resolved to nothing usable; the message says what to do."""
 
 
+class ModelLoadError(ValueError):
+    """A model directory was found but its config or weights are unusable."""
+
+
 def packaged_models() -> list[str]:
     """Names of the models shipped inside the package."""
     root = Path(__file__).with_name("models")
@@ -68,26 +77,108 @@ def _offline() -> bool:
     return value.strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
-def _check_weights(directory: Path, label: str) -> None:
+def _check_weights(directory: Path, label: str, allow_pickle: bool = False) -> None:
     if not (directory / "config.json").is_file():
         raise ModelNotFoundError(f"{label}: no config.json in {directory}; not an exifclip model directory")
     if (directory / _WEIGHTS).is_file() or (directory / _WEIGHTS_INDEX).is_file():
         return
     pickled = [name for name in _PICKLED if (directory / name).exists()]
+    if pickled and allow_pickle:
+        return
     if pickled:
         raise ModelNotFoundError(
             f"{label}: only pickled weights ({', '.join(pickled)}) in {directory}; exifclip loads safetensors "
             "only, because unpickling can run arbitrary code. Convert them with "
-            "`exifclip convert-official` (official checkpoint) or save the model with save_pretrained()."
+            "`exifclip convert-official` (official checkpoint) or save the model with save_pretrained(); "
+            "allow_pickle=True reads them with torch.load(weights_only=True) if you trust their source."
         )
     raise ModelNotFoundError(f"{label}: no {_WEIGHTS} in {directory}")
 
 
-def _from_hub(repo_id: str, revision: str | None, cache_dir: str | os.PathLike | None) -> Path:
+def _read_config(directory: Path, label: str):
+    from .modeling import ExifClipConfig
+
+    path = directory / "config.json"
+    try:
+        spec = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{label}: {path} is not readable JSON ({exc})") from None
+    if not isinstance(spec, dict):
+        raise ModelLoadError(f"{label}: {path} must hold a JSON object")
+    model_type = spec.get("model_type")
+    if model_type != "exifclip":
+        raise ModelLoadError(
+            f"{label}: config.json describes a {model_type!r} model, not an exifclip model "
+            "(model_type must be 'exifclip'; exifclip never runs code named by a config's auto_map)"
+        )
+    spec.pop("auto_map", None)
+    try:
+        return ExifClipConfig.from_dict(spec)
+    except Exception as exc:  # bad sub-config values, dimension mismatch between the towers
+        raise ModelLoadError(f"{label}: config.json is not a valid exifclip config: {exc}") from None
+
+
+def _stored_shapes(directory: Path, allow_pickle: bool) -> tuple[dict[str, tuple], dict | None]:
+    """Tensor shapes in the weight files, and the state dict when it had to be unpickled."""
+    from safetensors import safe_open
+
+    files = []
+    if (directory / _WEIGHTS).is_file():
+        files = [directory / _WEIGHTS]
+    elif (directory / _WEIGHTS_INDEX).is_file():
+        index = json.loads((directory / _WEIGHTS_INDEX).read_text())
+        files = [directory / name for name in sorted(set(index.get("weight_map", {}).values()))]
+    if files:
+        shapes = {}
+        for f in files:
+            with safe_open(str(f), framework="pt") as fh:
+                for key in fh.keys():
+                    shapes[key] = tuple(fh.get_slice(key).get_shape())
+        return shapes, None
+    state: dict = {}
+    names = ["pytorch_model.bin", "model.pt", "model.pth"]
+    index = directory / "pytorch_model.bin.index.json"
+    if index.is_file():
+        names = sorted(set(json.loads(index.read_text()).get("weight_map", {}).values()))
+    for name in names:
+        if (directory / name).is_file():
+            # Only tensors and plain containers can come out of a weights-only unpickler.
+            try:
+                loaded = torch.load(directory / name, map_location="cpu", weights_only=True)
+            except Exception as exc:  # UnpicklingError for anything beyond tensors and containers
+                raise ModelLoadError(
+                    f"{directory / name}: refused: not readable with torch.load(weights_only=True) "
+                    f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'})"
+                ) from None
+            if not isinstance(loaded, dict):
+                raise ModelLoadError(f"{directory / name}: expected a state dict, found {type(loaded).__name__}")
+            state.update(loaded)
+    return {k: tuple(v.shape) for k, v in state.items()}, state
+
+
+def _check_fit(config, shapes: dict[str, tuple], label: str) -> None:
+    from .modeling import ExifClipModel
+
+    with torch.device("meta"):  # shapes only: no memory, no random init
+        expected = {k: tuple(v.shape) for k, v in ExifClipModel(config).state_dict().items()}
+    missing = sorted(k for k in expected if k not in shapes)
+    unexpected = sorted(k for k in shapes if k not in expected)
+    wrong = [f"{k} {shapes[k]} (config needs {expected[k]})" for k in expected if k in shapes and shapes[k] != expected[k]]
+    problems = []
+    for what, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+        if names:
+            shown = ", ".join(names[:8]) + (f", ... ({len(names) - 8} more)" if len(names) > 8 else "")
+            problems.append(f"{what}: {shown}")
+    if problems:
+        raise ModelLoadError(f"{label}: the weights do not fit config.json; " + "; ".join(problems))
+
+
+def _from_hub(repo_id: str, revision: str | None, cache_dir: str | os.PathLike | None, allow_pickle: bool) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    kwargs = dict(repo_id=repo_id, revision=revision, cache_dir=cache_dir, allow_patterns=_HUB_FILES)
+    patterns = _HUB_FILES + (["pytorch_model*.bin", "pytorch_model.bin.index.json"] if allow_pickle else [])
+    kwargs = dict(repo_id=repo_id, revision=revision, cache_dir=cache_dir, allow_patterns=patterns)
     try:
         return Path(snapshot_download(local_files_only=True, **kwargs))
     except (LocalEntryNotFoundError, FileNotFoundError, ValueError):
@@ -111,7 +202,10 @@ def _from_hub(repo_id: str, revision: str | None, cache_dir: str | os.PathLike |
 
 
 def resolve_model_dir(
-    name_or_path: str | os.PathLike, revision: str | None = None, cache_dir: str | os.PathLike | None = None
+    name_or_path: str | os.PathLike,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    allow_pickle: bool = False,
 ) -> Path:
     """The local directory that holds the files of a model name.
 
@@ -123,6 +217,9 @@ def resolve_model_dir(
         Hub branch, tag or commit (commits pin exactly); Hub ids only.
     cache_dir : path-like, optional
         Hugging Face cache to read (default: the usual ``HF_HUB_CACHE``).
+    allow_pickle : bool, default=False
+        Accept a directory whose only weights are pickled
+        (``pytorch_model.bin``).
 
     Raises
     ------
@@ -132,15 +229,15 @@ def resolve_model_dir(
     name = os.fspath(name_or_path)
     if name in packaged_models():
         directory = Path(__file__).with_name("models") / name
-        _check_weights(directory, name)
+        _check_weights(directory, name, allow_pickle)
         return directory
     path = Path(name).expanduser()
     if path.is_dir():
-        _check_weights(path, name)
+        _check_weights(path, name, allow_pickle)
         return path.resolve()
     if _REPO_ID.match(name) and not path.exists():
-        directory = _from_hub(name, revision, cache_dir)
-        _check_weights(directory, name)
+        directory = _from_hub(name, revision, cache_dir, allow_pickle)
+        _check_weights(directory, name, allow_pickle)
         return directory
     known = ", ".join(packaged_models()) or "none installed"
     raise ModelNotFoundError(
@@ -180,6 +277,7 @@ def _resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
 
 def _fingerprint(directory: Path) -> tuple:
     files = [directory / _WEIGHTS, directory / _WEIGHTS_INDEX, directory / "config.json"]
+    files += [directory / name for name in _PICKLED]
     return tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in files if f.is_file())
 
 
@@ -200,6 +298,7 @@ def load_model(
     dtype: str | torch.dtype | None = None,
     cache_dir: str | os.PathLike | None = None,
     use_cache: bool = True,
+    allow_pickle: bool = False,
 ):
     """Load an :class:`~exifclip.modeling.ExifClipModel`, once per process.
 
@@ -208,7 +307,7 @@ def load_model(
     name_or_path : str or path-like
         Packaged name (``"exifclip-small"``), local directory, or Hub id.
     revision : str, optional
-        Hub branch, tag or commit hash.
+        Hub branch, tag or commit hash; a commit hash pins the exact files.
     device : str or torch.device, default="cpu"
         ``"auto"`` picks CUDA, then MPS, then CPU.
     dtype : str or torch.dtype, optional
@@ -217,7 +316,12 @@ def load_model(
         Hugging Face cache directory.
     use_cache : bool, default=True
         Return the process-level cached instance when there is one. Set to
-        False for a private copy (e.g. to fine-tune).
+        False for a private copy (e.g. to fine-tune). The cache is safe to
+        use from several threads: concurrent first loads build one model.
+    allow_pickle : bool, default=False
+        Accept pickled weights (``pytorch_model.bin``) when a model has no
+        safetensors. They are still read with ``torch.load(weights_only=True)``,
+        which unpickles only tensors and plain containers.
 
     Returns
     -------
@@ -228,31 +332,42 @@ def load_model(
     ------
     ModelNotFoundError
         If the name resolves to nothing, or only to pickled weights.
-    ValueError
-        If the directory holds a model that is not an exifclip model.
+    ModelLoadError
+        If config.json is not an exifclip config, or the weights do not fit
+        it (missing, unexpected or wrongly shaped tensors, all listed).
+
+    Examples
+    --------
+    >>> model = load_model("exifclip-small")
+    >>> model.config.architecture, model.training
+    ('small', False)
     """
     from transformers.utils import logging as hf_logging
 
-    from .modeling import ExifClipConfig, ExifClipModel
+    from .modeling import ExifClipModel
 
-    directory = resolve_model_dir(name_or_path, revision=revision, cache_dir=cache_dir)
+    directory = resolve_model_dir(name_or_path, revision=revision, cache_dir=cache_dir, allow_pickle=allow_pickle)
     torch_device = resolve_device(device)
     torch_dtype = _resolve_dtype(dtype)
+    label = str(name_or_path)
     key = (str(directory), _fingerprint(directory), str(torch_device), str(torch_dtype))
     with _cache_lock:
         if use_cache and key in _cache:
             return _cache[key]
-        model_type = json.loads((directory / "config.json").read_text()).get("model_type")
-        if model_type != "exifclip":
-            raise ValueError(f"{name_or_path}: config.json describes a {model_type!r} model, not an exifclip model")
-        config = ExifClipConfig.from_pretrained(directory)
-        progress = hf_logging.is_progress_bar_enabled()
-        hf_logging.disable_progress_bar()
-        try:
-            model = ExifClipModel.from_pretrained(directory, config=config, use_safetensors=True)
-        finally:
-            if progress:
-                hf_logging.enable_progress_bar()
+        config = _read_config(directory, label)
+        shapes, pickled_state = _stored_shapes(directory, allow_pickle)
+        _check_fit(config, shapes, label)
+        if pickled_state is not None:
+            model = ExifClipModel(config)
+            model.load_state_dict(pickled_state, strict=True)
+        else:
+            progress = hf_logging.is_progress_bar_enabled()
+            hf_logging.disable_progress_bar()
+            try:
+                model = ExifClipModel.from_pretrained(directory, config=config, use_safetensors=True)
+            finally:
+                if progress:
+                    hf_logging.enable_progress_bar()
         model.tokenizer = load_tokenizer(directory)
         # from_pretrained re-creates parameters as trainable; a fixed scale stays fixed.
         model.logit_scale.requires_grad_(config.learn_logit_scale)

@@ -163,7 +163,9 @@ def _check_fit(config, shapes: dict[str, tuple], label: str) -> None:
         expected = {k: tuple(v.shape) for k, v in ExifClipModel(config).state_dict().items()}
     missing = sorted(k for k in expected if k not in shapes)
     unexpected = sorted(k for k in shapes if k not in expected)
-    wrong = [f"{k} {shapes[k]} (config needs {expected[k]})" for k in expected if k in shapes and shapes[k] != expected[k]]
+    wrong = [
+        f"{k} {shapes[k]} (config needs {expected[k]})" for k in expected if k in shapes and shapes[k] != expected[k]
+    ]
     problems = []
     for what, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
         if names:

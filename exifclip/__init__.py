@@ -39,6 +39,17 @@ _EXPORTS = {
     "TrainResult": "training",
     "train": "training",
     "ExifPatchDataset": "training_data",
+    "ModelLoadError": "hub",
+    "ImageDecodeWarning": "io",
+    "BatchItemError": "_batch",
+    "BatchItemWarning": "_batch",
+    "convert_official": "convert",
+    "ExifZeroShotClassifier": "probes",
+    "make_linear_probe": "probes",
+    "DistortionRegressor": "distortion",
+    "distort": "distortion",
+    "undistort": "distortion",
+    "make_distortion_dataset": "distortion",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -71,4 +82,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .synthetic import make_splices
     from .training import TrainingConfig, TrainResult, train
     from .training_data import ExifPatchDataset
+    from ._batch import BatchItemError, BatchItemWarning
+    from .convert import convert_official
+    from .distortion import DistortionRegressor, distort, make_distortion_dataset, undistort
+    from .hub import ModelLoadError
+    from .io import ImageDecodeWarning
+    from .probes import ExifZeroShotClassifier, make_linear_probe
     from .tokenization import build_exif_tokenizer

@@ -107,14 +107,17 @@ CUSTOM_RENDERED = {0: "Normal process", 1: "Custom process"}
 EXPOSURE_MODE = {0: "Auto", 1: "Manual", 2: "Auto bracket"}
 WHITE_BALANCE_MODE = {0: "Auto", 1: "Manual"}
 SCENE_CAPTURE_TYPE = {0: "Standard", 1: "Landscape", 2: "Portrait", 3: "Night scene"}
-GAIN_CONTROL = {0: "None", 1: "Low gain up", 2: "High gain up", 3: "Low gain down",
-                4: "High gain down"}
+GAIN_CONTROL = {0: "None", 1: "Low gain up", 2: "High gain up", 3: "Low gain down", 4: "High gain down"}
 CONTRAST = {0: "Normal", 1: "Soft", 2: "Hard"}
 SATURATION = {0: "Normal", 1: "Low", 2: "High"}
 SHARPNESS = {0: "Normal", 1: "Soft", 2: "Hard"}
 SUBJECT_DISTANCE_RANGE = {0: "Unknown", 1: "Macro", 2: "Close view", 3: "Distant view"}
-COMPOSITE_IMAGE = {0: "Unknown", 1: "Not a composite image", 2: "General composite image",
-                   3: "Composite image captured when shooting"}
+COMPOSITE_IMAGE = {
+    0: "Unknown",
+    1: "Not a composite image",
+    2: "General composite image",
+    3: "Composite image captured when shooting",
+}
 GPS_ALTITUDE_REF = {0: "Above sea level", 1: "Below sea level"}
 
 # -- tags ----------------------------------------------------------------------
@@ -230,10 +233,7 @@ GPS_TAGS = {
 
 #: Enumeration table of each enum tag, by tag name (for reverse look-ups).
 ENUMS_BY_NAME = {
-    name: table
-    for tags in (MAIN_TAGS, INTEROP_TAGS, GPS_TAGS)
-    for name, kind, table in tags.values()
-    if kind == "enum"
+    name: table for tags in (MAIN_TAGS, INTEROP_TAGS, GPS_TAGS) for name, kind, table in tags.values() if kind == "enum"
 }
 
 # -- metadata-extractor wording, for style="paper" -----------------------------
@@ -276,12 +276,28 @@ ME_ENUMS = {
         255: "(Other)",
     },
     "White Balance": {
-        0: "Unknown", 1: "Daylight", 2: "Florescent", 3: "Tungsten", 4: "Flash",
-        9: "Fine Weather", 10: "Cloudy", 11: "Shade", 12: "Daylight Flourescent",
-        13: "Day White Flourescent", 14: "Cool White Flourescent", 15: "White Flourescent",
-        16: "Warm White Flourescent", 17: "Standard light", 18: "Standard light (B)",
-        19: "Standard light (C)", 20: "D55", 21: "D65", 22: "D75", 23: "D50",
-        24: "Studio Tungsten", 255: "(Other)",
+        0: "Unknown",
+        1: "Daylight",
+        2: "Florescent",
+        3: "Tungsten",
+        4: "Flash",
+        9: "Fine Weather",
+        10: "Cloudy",
+        11: "Shade",
+        12: "Daylight Flourescent",
+        13: "Day White Flourescent",
+        14: "Cool White Flourescent",
+        15: "White Flourescent",
+        16: "Warm White Flourescent",
+        17: "Standard light",
+        18: "Standard light (B)",
+        19: "Standard light (C)",
+        20: "D55",
+        21: "D65",
+        22: "D75",
+        23: "D50",
+        24: "Studio Tungsten",
+        255: "(Other)",
     },
     "Color Space": {1: "sRGB", 0xFFFF: "Undefined"},
     "Focal Plane Resolution Unit": {1: "(No unit)", 2: "Inches", 3: "cm"},
@@ -294,16 +310,14 @@ ME_ENUMS = {
         7: "Trilinear sensor",
         8: "Color sequential linear sensor",
     },
-    "File Source": {1: "Film Scanner", 2: "Reflection Print Scanner",
-                    3: "Digital Still Camera (DSC)"},
+    "File Source": {1: "Film Scanner", 2: "Reflection Print Scanner", 3: "Digital Still Camera (DSC)"},
     "Scene Type": {1: "Directly photographed image"},
     "Custom Rendered": {0: "Normal process", 1: "Custom process"},
     "Exposure Mode": {0: "Auto exposure", 1: "Manual exposure", 2: "Auto bracket"},
     "White Balance Mode": {0: "Auto white balance", 1: "Manual white balance"},
     "Scene Capture Type": {0: "Standard", 1: "Landscape", 2: "Portrait", 3: "Night scene"},
     # metadata-extractor orders these differently from the EXIF standard; kept as it is.
-    "Gain Control": {0: "None", 1: "Low gain up", 2: "Low gain down", 3: "High gain up",
-                     4: "High gain down"},
+    "Gain Control": {0: "None", 1: "Low gain up", 2: "Low gain down", 3: "High gain up", 4: "High gain down"},
     "Contrast": {0: "None", 1: "Soft", 2: "Hard"},
     "Saturation": {0: "None", 1: "Low saturation", 2: "High saturation"},
     "Sharpness": {0: "None", 1: "Low", 2: "Hard"},
@@ -314,8 +328,10 @@ ME_ENUMS = {
 # -- labels and wording helpers ---------------------------------------------------
 
 # Flash codes listed in the EXIF standard: preferred when reversing labels.
+# fmt: off
 SPEC_FLASH = (0x00, 0x01, 0x05, 0x07, 0x09, 0x0D, 0x0F, 0x10, 0x18, 0x19, 0x1D, 0x1F, 0x20,
               0x41, 0x45, 0x47, 0x49, 0x4D, 0x4F, 0x59, 0x5D, 0x5F)
+# fmt: on
 
 
 def trim(x: Any, digits: int) -> str:
@@ -346,12 +362,18 @@ def flash_label(code: int) -> str:
     return ", ".join(parts)
 
 
+# A plain decimal, as read_exif writes numbers. Fraction() alone would also take
+# "1e999999999" and build a billion-digit integer (found by fuzzing exif_to_text).
+_DECIMAL = re.compile(r"[+-]?(?:\d{1,20}(?:\.\d{0,20})?|\.\d{1,20})")
+
+
 def _parse_number(value: str) -> Fraction:
-    token = value.split()[0]
-    if "/" in token:
-        num, den = token.split("/", 1)
-        return Fraction(num) / Fraction(den)
-    return Fraction(token)
+    """``"1/500"``, ``"2.8"``, ``"-1/3 EV"`` as a Fraction; ValueError for anything else."""
+    parts = value.split()[0].split("/", 1)
+    if not all(_DECIMAL.fullmatch(part) for part in parts):
+        raise ValueError(f"not a plain number: {value[:40]!r}")
+    number = Fraction(parts[0])
+    return number / Fraction(parts[1]) if len(parts) == 2 else number
 
 
 def _me_simple(f: Fraction) -> str:
@@ -429,9 +451,8 @@ def me_value(tag: str, value: str, exif: Mapping) -> str:
             text = f"{float(_parse_number(value)):.3f}".rstrip("0")
             return (text + "0" if text.endswith(".") else text) + " metres"
         if tag == "Interoperability Index":
-            return ("Recommended Exif Interoperability Rules (ExifR98)" if value == "R98"
-                    else f"Unknown ({value})")
-    except (ValueError, ZeroDivisionError, IndexError):
+            return "Recommended Exif Interoperability Rules (ExifR98)" if value == "R98" else f"Unknown ({value})"
+    except (ValueError, ZeroDivisionError, IndexError, OverflowError):
         pass
     return value
 
@@ -457,5 +478,5 @@ def paper_refine(tag: str, value: str) -> str:
         if len(value) > 20:
             return "Unknown"
         return re.sub(r"[^a-zA-Z0-9.,/-]", "", value)
-    except (ValueError, IndexError):
+    except (ValueError, IndexError, OverflowError):
         return "Unknown"

@@ -2,7 +2,13 @@
 
 Every result is a file or JSON on stdout; every failure is one line on
 stderr naming the file, and the other files are still processed. The exit
-status is 0 when every input succeeded, 1 when some failed, 2 on usage errors.
+status is 0 when every input succeeded, 1 when some failed, 2 on usage errors,
+130 when interrupted (Ctrl-C).
+
+Every output file is written atomically (:mod:`exifclip._atomic`): a killed
+run leaves whole files or none, never half of one. ``localize`` and ``embed``
+save each image's work as they go and take ``--resume`` to skip what an
+earlier run finished (:mod:`exifclip._resume`).
 """
 
 from __future__ import annotations
@@ -11,29 +17,14 @@ import argparse
 import json
 import os
 import sys
-import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 
 def _error(message: str) -> None:
     print(f"exifclip: error: {message}", file=sys.stderr)
-
-
-def _atomic_save_npz(path: Path, **arrays) -> None:
-    import numpy as np
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _cmd_exif(args: argparse.Namespace) -> int:
@@ -63,13 +54,16 @@ def _cmd_exif(args: argparse.Namespace) -> int:
 
 
 def _cmd_embed(args: argparse.Namespace) -> int:
-    import warnings
-
     import numpy as np
 
+    from ._batch import BatchErrors
+    from ._resume import EmbedParts, source_key
     from .embedder import ExifPatchEmbedder, embed_patches, pool_patch_embeddings
     from .hub import ModelNotFoundError
 
+    if args.save_every < 1:
+        _error(f"--save-every must be a positive number of images, got {args.save_every}")
+        return 2
     embedder = ExifPatchEmbedder(
         model=args.model,
         revision=args.revision,
@@ -86,54 +80,105 @@ def _cmd_embed(args: argparse.Namespace) -> int:
     except (ModelNotFoundError, ValueError) as exc:
         _error(str(exc))
         return 2
-    failures: dict[int, str] = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # failures are reported below, one line each
-        per_image = embed_patches(
-            embedder.model_,
-            list(args.images),
-            patch_size=embedder.patch_size_,
-            num_per_dim=args.num_per_dim,
-            stride=args.stride,
-            batch_size=args.batch_size,
-            errors="skip",
-            progress=args.progress,
-            on_error=lambda i, exc: failures.__setitem__(i, str(exc)),
-        )
-    for i in sorted(failures):
-        _error(failures[i])
-    ok = [i for i, item in enumerate(per_image) if item is not None]
-    arrays = {
-        "files": np.asarray([str(args.images[i]) for i in ok]),
-        "embeddings": np.stack([pool_patch_embeddings(per_image[i].embeddings) for i in ok])
-        if ok
-        else np.empty((0, embedder.embedding_dim_), np.float32),
-        "failed_files": np.asarray([str(args.images[i]) for i in sorted(failures)]),
-        "model": np.asarray(str(args.model)),
-        "patch_size": np.asarray(embedder.patch_size_),
+    settings = {
+        "model": str(args.model),
+        "revision": args.revision,
+        "patch_size": embedder.patch_size_,
+        "num_per_dim": args.num_per_dim,
+        "stride": args.stride,
+        "patches": bool(args.patches),
     }
-    if args.patches:
-        for j, i in enumerate(ok):
-            item = per_image[i]
-            arrays[f"patches_{j}"] = item.embeddings
-            arrays[f"positions_{j}"] = item.grid.positions()
-    _atomic_save_npz(Path(args.out), **arrays)
-    summary = {"out": str(args.out), "embedded": len(ok), "failed": len(failures),
-               "dim": embedder.embedding_dim_, "model": str(args.model)}
+    out = Path(args.out)
+    parts = EmbedParts(out, settings, resume=args.resume)
+    images = [str(p) for p in args.images]
+    resumed = {source_key(p) for p in images} & set(parts.done)
+    pending = list(dict.fromkeys(p for p in images if source_key(p) not in parts.done))  # unique, in order
+    failed: dict[str, str] = {}
+    computed = 0
+    try:
+        for start in range(0, len(pending), args.save_every):
+            chunk = pending[start : start + args.save_every]
+            report = BatchErrors("skip")
+            per_image = embed_patches(
+                embedder.model_,
+                chunk,
+                patch_size=embedder.patch_size_,
+                num_per_dim=args.num_per_dim,
+                stride=args.stride,
+                batch_size=args.batch_size,
+                errors=report,
+                progress=args.progress,
+            )
+            for failure in report.failures:
+                _error(f"{failure.source}: {failure.reason}")
+                failed[chunk[failure.index]] = failure.reason
+            items = {}
+            for path, item in zip(chunk, per_image):
+                if item is None:
+                    continue
+                entry = {"embedding": pool_patch_embeddings(item.embeddings)}
+                if args.patches:
+                    entry["patches"], entry["positions"] = item.embeddings, item.grid.positions()
+                items[source_key(path)] = entry
+            if items:
+                parts.save_part(items)
+                computed += len(items)
+    except KeyboardInterrupt:
+        _error(
+            f"interrupted: {computed + len(resumed)} of {len(pending) + len(resumed)} images are saved in "
+            f"{parts.folder}; rerun with --resume to go on"
+        )
+        return 130
+    failed_files = [p for p in images if p in failed]
+    embedded = parts.finish(
+        images,
+        failed_files,
+        embedder.embedding_dim_,
+        {"model": np.asarray(str(args.model)), "patch_size": np.asarray(embedder.patch_size_)},
+    )
+    summary = {
+        "out": str(out),
+        "embedded": embedded,
+        "computed": computed,
+        "skipped": len(resumed),
+        "failed": len(failed_files),
+        "dim": embedder.embedding_dim_,
+        "model": str(args.model),
+    }
     print(json.dumps(summary))
-    return 1 if failures else 0
+    return 1 if failed_files else 0
 
 
 # `exifclip train` flags -> TrainingConfig fields (flags left out keep the config's value).
 _TRAIN_FIELDS = {
-    "metadata": "metadata", "arch": "arch", "init": "init", "revision": "revision", "out": "out_dir",
-    "steps": "steps", "batch_size": "batch_size", "accum_steps": "accum_steps", "lr": "lr",
-    "warmup_steps": "warmup_steps", "min_lr_ratio": "min_lr_ratio", "weight_decay": "weight_decay",
-    "clip_grad_norm": "clip_grad_norm", "min_tags": "min_tags", "tags": "tags", "text_style": "text_style",
-    "patch_size": "patch_size", "vocab_size": "vocab_size", "cache_images": "cache_images",
-    "num_workers": "num_workers", "batchnorm": "batchnorm", "precision": "precision", "seed": "seed",
-    "device": "device", "checkpoint_every": "checkpoint_every", "keep_checkpoints": "keep_checkpoints",
-    "eval_every": "eval_every", "resume": "resume",
+    "metadata": "metadata",
+    "arch": "arch",
+    "init": "init",
+    "revision": "revision",
+    "out": "out_dir",
+    "steps": "steps",
+    "batch_size": "batch_size",
+    "accum_steps": "accum_steps",
+    "lr": "lr",
+    "warmup_steps": "warmup_steps",
+    "min_lr_ratio": "min_lr_ratio",
+    "weight_decay": "weight_decay",
+    "clip_grad_norm": "clip_grad_norm",
+    "min_tags": "min_tags",
+    "tags": "tags",
+    "text_style": "text_style",
+    "patch_size": "patch_size",
+    "vocab_size": "vocab_size",
+    "cache_images": "cache_images",
+    "num_workers": "num_workers",
+    "batchnorm": "batchnorm",
+    "precision": "precision",
+    "seed": "seed",
+    "device": "device",
+    "checkpoint_every": "checkpoint_every",
+    "keep_checkpoints": "keep_checkpoints",
+    "eval_every": "eval_every",
+    "resume": "resume",
 }
 
 
@@ -191,16 +236,25 @@ def _cmd_train(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError, ModelNotFoundError, json.JSONDecodeError) as exc:
         _error(str(exc))
         return 2
-    failed = [(name, reason, detail) for name, reason, detail in result.skipped_files
-              if reason in ("unreadable", "decode_failed")]
+    failed = [
+        (name, reason, detail)
+        for name, reason, detail in result.skipped_files
+        if reason in ("unreadable", "decode_failed")
+    ]
     for name, reason, detail in failed[:20]:
         _error(detail if name in detail else f"{name}: {detail}")
     if len(failed) > 20:
         _error(f"... and {len(failed) - 20} more unreadable photos; see {Path(config.out_dir) / 'skipped_files.csv'}")
-    summary = {"out": config.out_dir, "step": result.step, "final_loss": result.losses[-1] if result.losses else None,
-               "photos": result.dataset["images"], "skipped": result.dataset["skipped"],
-               "patches_per_s": round(result.patches_per_s, 2) if result.patches_per_s == result.patches_per_s
-               else None, "world_size": result.world_size, "resumed_from": result.resumed_from}
+    summary = {
+        "out": config.out_dir,
+        "step": result.step,
+        "final_loss": result.losses[-1] if result.losses else None,
+        "photos": result.dataset["images"],
+        "skipped": result.dataset["skipped"],
+        "patches_per_s": round(result.patches_per_s, 2) if result.patches_per_s == result.patches_per_s else None,
+        "world_size": result.world_size,
+        "resumed_from": result.resumed_from,
+    }
     if result.evals:
         summary["last_eval"] = result.evals[-1]
     if result.world_size == 1 or int(os.environ.get("RANK", "0")) == 0:
@@ -211,29 +265,88 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _localizer_from_args(args: argparse.Namespace):
     from .splice import SpliceLocalizer
 
+    # "skip": a failed image is None with its reason in failures_; the commands report it.
     return SpliceLocalizer(
-        model=args.model, revision=args.revision, patch_size=args.patch_size, num_per_dim=args.num_per_dim,
-        stride=args.stride, batch_size=args.batch_size, device=args.device, method=args.method,
-        threshold=args.threshold, score_method=args.score_method,
+        model=args.model,
+        revision=args.revision,
+        patch_size=args.patch_size,
+        num_per_dim=args.num_per_dim,
+        stride=args.stride,
+        batch_size=args.batch_size,
+        device=args.device,
+        method=args.method,
+        threshold=args.threshold,
+        score_method=args.score_method,
+        errors="skip",
     )
 
 
-def _unique_stem(path: str, used: set) -> str:
-    stem = Path(path).stem or "image"
-    name, k = stem, 1
-    while name in used:
-        k += 1
-        name = f"{stem}_{k}"
-    used.add(name)
-    return name
+# The keys of a localize record that name its pictures; STEM.json, written after them, marks them complete.
+_LOCALIZE_OUTPUTS = ("heatmap", "mask", "overlay")
+
+
+def _localize_settings(args: argparse.Namespace) -> dict:
+    """What a localize result depends on: a resumed image must have been made with the same."""
+    return {
+        "model": str(args.model),
+        "revision": args.revision,
+        "method": args.method,
+        "threshold": args.threshold,
+        "score_method": args.score_method,
+        "patch_size": args.patch_size,
+        "num_per_dim": args.num_per_dim,
+        "stride": args.stride,
+        "vmax": args.vmax,
+    }
+
+
+def _localize_one(localizer, path: str, stem: str, out: Path, args: argparse.Namespace, settings: dict) -> dict:
+    """Localise one image and write its pictures, then its marker; returns the record."""
+    import time
+
+    from ._atomic import atomic_write
+    from ._resume import source_key
+    from .io import load_image
+    from .viz import colorize, mask_image, overlay, save_png
+
+    start = time.perf_counter()
+    image = load_image(path)
+    result = localizer.localize([image])[0]
+    if result is None:
+        raise ValueError(localizer.failures_[0].reason)
+    files = {
+        "heatmap": save_png(colorize(result.heatmap, vmax=args.vmax), out / f"{stem}_heatmap.png"),
+        "mask": save_png(mask_image(result.mask), out / f"{stem}_mask.png"),
+        "overlay": save_png(overlay(image, result.heatmap, result.mask, vmax=args.vmax), out / f"{stem}_overlay.png"),
+    }
+    grid = result.grid
+    record = {
+        "file": str(path),
+        "abspath": source_key(path),
+        "score": result.score,
+        "score_method": args.score_method,
+        "spliced_fraction": float(result.mask.mean()),
+        "heatmap_max": float(result.heatmap.max()),
+        "heatmap_scale": [0.0, args.vmax],
+        **{k: str(v) for k, v in files.items()},
+        "grid": {"patch_size": grid.patch_size, "stride": grid.stride, "rows": grid.n_rows, "cols": grid.n_cols},
+        "timings": {
+            **{k: round(v, 4) for k, v in result.timings.items()},
+            "total_s": round(time.perf_counter() - start, 4),
+        },
+        "model": str(args.model),
+        "settings": settings,
+    }
+    with atomic_write(out / f"{stem}.json", "w") as f:
+        json.dump(record, f, indent=1)
+        f.write("\n")
+    return record
 
 
 def _cmd_localize(args: argparse.Namespace) -> int:
-    import time
-
+    from ._atomic import atomic_write, remove_stale_parts
+    from ._resume import assign_stems, completed_record
     from .hub import ModelNotFoundError
-    from .io import ImageLoadError, load_image
-    from .viz import colorize, mask_image, overlay, save_png
 
     localizer = _localizer_from_args(args)
     try:
@@ -243,43 +356,46 @@ def _cmd_localize(args: argparse.Namespace) -> int:
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    failed, used = 0, set()
-    with open(out / "results.jsonl", "a", encoding="utf-8") as log:
-        for path in args.images:
-            stem = _unique_stem(path, used)
-            start = time.perf_counter()
+    remove_stale_parts(out)  # temporaries of a killed run
+    images = [str(p) for p in args.images]
+    stems = assign_stems(images, out)
+    settings = _localize_settings(args)
+    records: list[dict | None] = [None] * len(images)
+    done = skipped = failed = 0
+    interrupted = False
+    try:
+        for i, (path, stem) in enumerate(zip(images, stems)):
+            if args.resume:
+                records[i] = completed_record(out, stem, path, settings, _LOCALIZE_OUTPUTS)
+                if records[i] is not None:
+                    skipped += 1
+                    continue
             try:
-                image = load_image(path)
-                result = localizer.localize([image])[0]
-            except (ImageLoadError, ValueError, OSError) as exc:
+                records[i] = _localize_one(localizer, path, stem, out, args, settings)
+            except (ValueError, OSError) as exc:  # ImageLoadError is a ValueError
                 message = str(exc)
-                _error(message if str(path) in message else f"{path}: {message}")
+                _error(message if path in message else f"{path}: {message}")
                 failed += 1
                 continue
-            files = {
-                "heatmap": save_png(colorize(result.heatmap, vmax=args.vmax), out / f"{stem}_heatmap.png"),
-                "mask": save_png(mask_image(result.mask), out / f"{stem}_mask.png"),
-                "overlay": save_png(overlay(image, result.heatmap, result.mask, vmax=args.vmax),
-                                    out / f"{stem}_overlay.png"),
-            }
-            grid = result.grid
-            record = {
-                "file": str(path),
-                "score": result.score,
-                "score_method": args.score_method,
-                "spliced_fraction": float(result.mask.mean()),
-                "heatmap_max": float(result.heatmap.max()),
-                "heatmap_scale": [0.0, args.vmax],
-                **{k: str(v) for k, v in files.items()},
-                "grid": {"patch_size": grid.patch_size, "stride": grid.stride, "rows": grid.n_rows,
-                         "cols": grid.n_cols},
-                "timings": {**{k: round(v, 4) for k, v in result.timings.items()},
-                            "total_s": round(time.perf_counter() - start, 4)},
-                "model": str(args.model),
-            }
-            line = json.dumps(record)
-            print(line, flush=True)
-            log.write(line + "\n")
+            done += 1
+            print(json.dumps(records[i]), flush=True)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        # Every finished image of these inputs, in input order: this run's and resumed ones.
+        with atomic_write(out / "results.jsonl", "w") as log:
+            for record in records:
+                if record is not None:
+                    log.write(json.dumps(record) + "\n")
+    left = len(images) - done - skipped - failed
+    summary = f"{done} localized, {skipped} skipped (already done), {failed} failed"
+    if interrupted:
+        _error(
+            f"interrupted: {summary}, {left} not finished, of {len(images)} images in {out}; "
+            "rerun with --resume to finish"
+        )
+        return 130
+    print(f"exifclip: localize: {summary}, of {len(images)} images in {out}", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -326,7 +442,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                results.append(localizer.localize([sample.image])[0])
+                result = localizer.localize([sample.image])[0]
+            if result is None:
+                raise ValueError(localizer.failures_[0].reason)
+            results.append(result)
             seconds.append(time.perf_counter() - start)
         except (ImageLoadError, ValueError, OSError) as exc:
             _error(f"{sample.name}: {exc}")
@@ -335,18 +454,29 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             progress.update(1)
     if progress is not None:
         progress.close()
-    report = evaluate_localization(results, [s.mask for s in samples], labels=[s.label for s in samples],
-                                   names=[s.name for s in samples])
+    report = evaluate_localization(
+        results, [s.mask for s in samples], labels=[s.label for s in samples], names=[s.name for s in samples]
+    )
     per_image_s = float(np.mean(seconds)) if seconds else float("nan")
-    print(f"dataset: {args.dataset} ({args.root}), model: {args.model}, method: {args.method}, "
-          f"score: {args.score_method}")
+    print(
+        f"dataset: {args.dataset} ({args.root}), model: {args.model}, method: {args.method}, score: {args.score_method}"
+    )
     print(report)
     print(f"seconds per image: {per_image_s:.3f}")
     if args.json:
-        payload = {"dataset": args.dataset, "root": str(args.root), "model": str(args.model),
-                   "method": args.method, "score_method": args.score_method,
-                   "seconds_per_image": per_image_s, **report.to_dict()}
-        Path(args.json).write_text(json.dumps(payload, indent=2))
+        payload = {
+            "dataset": args.dataset,
+            "root": str(args.root),
+            "model": str(args.model),
+            "method": args.method,
+            "score_method": args.score_method,
+            "seconds_per_image": per_image_s,
+            **report.to_dict(),
+        }
+        from ._atomic import atomic_write
+
+        with atomic_write(args.json, "w") as f:
+            json.dump(payload, f, indent=2)
     return 1 if report.n_failed else 0
 
 
@@ -357,8 +487,12 @@ def _add_localizer_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--revision", help="Hub branch, tag or commit")
     p.add_argument("--method", choices=["meanshift", "ncut"], default="meanshift", help="how the mask is made")
     p.add_argument("--threshold", type=float, help="heatmap threshold for the mask (default: per image)")
-    p.add_argument("--score-method", choices=sorted(DETECTION_SCORES), default="mean",
-                   help="detection score ('mean' is the paper's)")
+    p.add_argument(
+        "--score-method",
+        choices=sorted(DETECTION_SCORES),
+        default="mean",
+        help="detection score ('mean' is the paper's)",
+    )
     p.add_argument("--patch-size", type=int, help="patch side in pixels (default: the model's)")
     p.add_argument("--num-per-dim", type=int, default=30, help="patches along the longer side")
     p.add_argument("--stride", type=int, help="explicit patch stride in pixels")
@@ -413,20 +547,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     p.add_argument("--patches", action="store_true", help="also store every patch embedding and position")
     p.add_argument("--progress", action="store_true", help="show a progress bar")
+    p.add_argument(
+        "--save-every",
+        type=int,
+        default=256,
+        metavar="N",
+        help="save the work every N images (in .OUT.parts/, merged into OUT at the end), so an "
+        "interrupted run can --resume",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="reuse the images already embedded with the same settings (saved parts of an "
+        "interrupted run, or rows of an existing OUT); failed images are retried",
+    )
     p.set_defaults(func=_cmd_embed)
 
     p = sub.add_parser("localize", help="splice heatmap, mask, overlay and score for each image")
     p.add_argument("images", nargs="+", help="image files")
-    p.add_argument("--out", required=True, help="output folder: STEM_heatmap.png, STEM_mask.png, "
-                   "STEM_overlay.png, results.jsonl")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output folder: per image STEM_heatmap.png, STEM_mask.png, "
+        "STEM_overlay.png and STEM.json (written last: the image is done); results.jsonl: the "
+        "records of all the images given, in order",
+    )
     _add_localizer_options(p)
-    p.add_argument("--vmax", type=float, default=1.0,
-                   help="heatmap value drawn brightest (default 1.0: a fixed scale across images)")
+    p.add_argument(
+        "--vmax",
+        type=float,
+        default=1.0,
+        help="heatmap value drawn brightest (default 1.0: a fixed scale across images)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip images whose STEM.json and pictures exist from a run with the same settings "
+        "(an interrupted run goes on); failed images are retried",
+    )
     p.set_defaults(func=_cmd_localize)
 
     p = sub.add_parser("evaluate", help="localisation and detection metrics on a benchmark")
-    p.add_argument("--dataset", required=True,
-                   help="columbia, dso1, korus, in_the_wild, casia1, folder or synthetic")
+    p.add_argument("--dataset", required=True, help="columbia, dso1, korus, in_the_wild, casia1, folder or synthetic")
     p.add_argument("--root", required=True, help="the dataset folder, as it ships")
     p.add_argument("--variant", help="synthetic benchmark variant: png or jpeg90")
     p.add_argument("--mask-root", help="external masks (CASIA 1)")
@@ -437,10 +599,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser(
-        "train", help="train or fine-tune a model on photos and their own EXIF (torchrun for many GPUs)",
+        "train",
+        help="train or fine-tune a model on photos and their own EXIF (torchrun for many GPUs)",
         description="Contrastive training on photos and their EXIF (exifclip.training.train). Flags not given "
-                    "keep the value of --config (a TrainingConfig JSON file) or, with --resume, of the run's own "
-                    "OUT/training_config.json. Several GPUs: torchrun --nproc-per-node N -m exifclip.cli train ...")
+        "keep the value of --config (a TrainingConfig JSON file) or, with --resume, of the run's own "
+        "OUT/training_config.json. Several GPUs: torchrun --nproc-per-node N -m exifclip.cli train ...",
+    )
     p.add_argument("--images", nargs="+", help="a directory of photos (searched recursively) or image files")
     p.add_argument("--metadata", help="CSV or JSONL mapping files to EXIF (read instead of the files' own EXIF)")
     src = p.add_mutually_exclusive_group()
@@ -449,8 +613,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", help="Hub branch, tag or commit of --init")
     p.add_argument("--out", help="output directory: final model, checkpoints/, train_log.jsonl")
     p.add_argument("--config", help="a TrainingConfig JSON file (flags override it)")
-    p.add_argument("--resume", nargs="?", const=True, default=None, metavar="CHECKPOINT",
-                   help="continue from the latest checkpoint in --out (or from CHECKPOINT); a fresh start if none")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="CHECKPOINT",
+        help="continue from the latest checkpoint in --out (or from CHECKPOINT); a fresh start if none",
+    )
     p.add_argument("--steps", type=int, help="optimiser steps")
     p.add_argument("--batch-size", type=int, help="global batch: photos per step over all processes")
     p.add_argument("--accum-steps", type=int, help="micro-batches per step (the loss stays over the global batch)")
@@ -464,9 +634,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-style", choices=["default", "paper"])
     p.add_argument("--patch-size", type=int, help="patch side in pixels (default: the model's)")
     p.add_argument("--vocab-size", type=int, help="WordPiece vocabulary size when training from scratch")
-    p.add_argument("--augment", nargs="?", const="on", default=None, metavar="JSON",
-                   help="processing augmentations (JPEG, resample, blur, noise, gamma), optionally a JSON object "
-                        "of AugmentConfig settings")
+    p.add_argument(
+        "--augment",
+        nargs="?",
+        const="on",
+        default=None,
+        metavar="JSON",
+        help="processing augmentations (JPEG, resample, blur, noise, gamma), optionally a JSON object "
+        "of AugmentConfig settings",
+    )
     p.add_argument("--cache-images", action="store_true", default=None, help="keep decoded photos in memory")
     p.add_argument("--num-workers", type=int, help="data-loading processes")
     p.add_argument("--batchnorm", choices=["batch", "sync", "frozen"])
@@ -481,15 +657,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser(
-        "convert-official", help="convert the paper's released checkpoint (wrapper_75_new.pth) into an exifclip model",
+        "convert-official",
+        help="convert the paper's released checkpoint (wrapper_75_new.pth) into an exifclip model",
         description="Read the official EXIF-as-Language checkpoint (full training checkpoint or the pruned "
-                    "photoholmes form) with torch.load(weights_only=True) and save it as a paper-resnet50 model "
-                    "(config.json, model.safetensors, tokenizer, model card) usable as --model OUT_DIR.")
+        "photoholmes form) with torch.load(weights_only=True) and save it as a paper-resnet50 model "
+        "(config.json, model.safetensors, tokenizer, model card) usable as --model OUT_DIR.",
+    )
     p.add_argument("checkpoint", help="wrapper_75_new.pth or its pruned form")
     p.add_argument("out_dir", help="output model directory")
-    p.add_argument("--tokenizer", default="distilbert-base-uncased",
-                   help="Hub id, directory or vocab.txt of the text tokenizer; 'none' for the image side only "
-                        "(default: distilbert-base-uncased, from the local Hub cache when offline)")
+    p.add_argument(
+        "--tokenizer",
+        default="distilbert-base-uncased",
+        help="Hub id, directory or vocab.txt of the text tokenizer; 'none' for the image side only "
+        "(default: distilbert-base-uncased, from the local Hub cache when offline)",
+    )
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty OUT_DIR")
     p.set_defaults(func=_cmd_convert_official)
     return parser

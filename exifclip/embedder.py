@@ -11,9 +11,10 @@ from __future__ import annotations
 import queue
 import threading
 import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from ._batch import ITEM_ERRORS, BatchErrors, BatchFailure, check_errors
 from .exif import exif_to_text
 from .hub import load_model, resolve_device
 from .io import ImageLoadError, as_source_list, load_image, source_name
@@ -28,8 +30,6 @@ from .modeling import ExifClipModel, patches_to_pixel_values
 from .patches import PatchGrid, iter_patch_batches, make_grid, patch_view
 
 __all__ = ["ExifPatchEmbedder", "PatchEmbeddings", "embed_patches", "embed_texts", "pool_patch_embeddings"]
-
-_ERRORS = ("raise", "skip")
 
 
 @dataclass
@@ -71,7 +71,7 @@ def _prefetch(iterator: Iterator, depth: int = 2) -> Iterator:
                 if stop.is_set():
                     return
                 buffer.put(item)
-        except BaseException as exc:  # re-raised in the consumer's thread
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer's thread
             buffer.put(exc)
             return
         buffer.put(done)
@@ -95,6 +95,31 @@ def _prefetch(iterator: Iterator, depth: int = 2) -> Iterator:
                 thread.join(timeout=0.05)
 
 
+#: Patches per forward pass on the CPU, whatever ``batch_size`` says (see
+#: :func:`embed_patches`): oneDNN picks kernels by batch size, and outputs for
+#: the same patch differ by ~1e-7 between batch sizes; a fixed chunk does not.
+CPU_FORWARD_CHUNK = 64
+
+
+def _forward(model, patches: np.ndarray, device, mean, std, pixel_dtype, chunk: int | None) -> np.ndarray:
+    """Unit-norm embeddings of a batch of uint8 patches, in fixed chunks when ``chunk`` is set."""
+    x = torch.from_numpy(patches).to(device, non_blocking=True)
+    n = x.shape[0]
+    if chunk is None:
+        z = model.get_image_features(patches_to_pixel_values(x, mean, std, dtype=pixel_dtype))
+    else:
+        padded = -(-n // chunk) * chunk
+        if padded != n:
+            x = torch.cat([x, x.new_zeros((padded - n, *x.shape[1:]))])
+        z = torch.cat(
+            [
+                model.get_image_features(patches_to_pixel_values(x[i : i + chunk], mean, std, dtype=pixel_dtype))
+                for i in range(0, padded, chunk)
+            ]
+        )[:n]
+    return F.normalize(z.float(), dim=-1).cpu().numpy()
+
+
 def embed_patches(
     model: ExifClipModel,
     sources: Sequence[Any],
@@ -102,7 +127,7 @@ def embed_patches(
     num_per_dim: int = 30,
     stride: int | None = None,
     batch_size: int = 256,
-    errors: str = "raise",
+    errors: str | BatchErrors = "raise",
     progress: bool = False,
     on_error: Callable[[int, Exception], None] | None = None,
 ) -> list[PatchEmbeddings | None]:
@@ -119,10 +144,19 @@ def embed_patches(
     num_per_dim, stride : int
         The grid (see :func:`exifclip.patches.make_grid`).
     batch_size : int, default=256
-        Patches per forward pass.
-    errors : {"raise", "skip"}, default="raise"
-        On a bad image, raise :class:`~exifclip.io.ImageLoadError` naming it,
-        or warn, return ``None`` in its place and go on with the others.
+        Patches per forward pass. On the CPU it is rounded down to a multiple
+        of :data:`CPU_FORWARD_CHUNK` (at least one chunk) and the model sees
+        fixed chunks of that size, the last one zero-padded: the CPU kernels
+        are chosen by batch size and differ in the last bits, so fixed chunks
+        make every embedding bit-identical whatever the batch size and
+        whatever other images share the batch.
+    errors : {"raise", "skip", "warn"} or BatchErrors, default="raise"
+        What a bad image does (see :mod:`exifclip._batch`): raise
+        :class:`~exifclip._batch.BatchItemError` naming it, or leave ``None``
+        in its place (with a warning for ``"warn"``) and embed the others.
+        Patches of the other images that shared a batch with it are kept. A
+        :class:`~exifclip._batch.BatchErrors` passed here collects the
+        failures for the caller.
     progress : bool, default=False
         Show a progress bar over images.
     on_error : callable, optional
@@ -133,8 +167,7 @@ def embed_patches(
     list of PatchEmbeddings or None
         Aligned with ``sources``.
     """
-    if errors not in _ERRORS:
-        raise ValueError(f"errors must be one of {_ERRORS}, got {errors!r}")
+    report = errors if isinstance(errors, BatchErrors) else BatchErrors(errors)
     patch_size = int(patch_size or model.config.patch_size)
     device = next(model.parameters()).device
     n = len(sources)
@@ -145,8 +178,10 @@ def embed_patches(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n, unit="img", desc="embedding")
+    failed: list[tuple[int, Exception]] = []
 
     def views() -> Iterator[np.ndarray]:
+        # May run in the prefetch thread: warnings wait for the caller's thread.
         for i, source in enumerate(sources):
             try:
                 image = load_image(source)
@@ -154,47 +189,46 @@ def embed_patches(
                     grid = make_grid(image.shape, patch_size, num_per_dim=num_per_dim, stride=stride)
                 except ValueError as exc:
                     raise ImageLoadError(f"{source_name(source)}: {exc}") from None
-            except (ImageLoadError, TypeError) as exc:
-                if isinstance(exc, TypeError):
-                    exc = ImageLoadError(str(exc))
-                if errors == "raise":
-                    raise exc
-                failures.append((i, exc))
+            except ITEM_ERRORS as exc:
+                report.fail(i, source, exc, defer=True)
+                failed.append((i, exc))
                 if bar is not None:
                     bar.update(1)
-                yield np.empty((0, 0, patch_size, patch_size, 3), np.uint8)
+                yield np.empty((0, 0, patch_size, patch_size, 3), np.uint8)  # keeps the index
                 continue
             grids[i] = grid
             outputs[i] = np.empty((grid.n_patches, model.config.embed_dim), np.float32)
             yield patch_view(image, grid)
 
-    failures: list[tuple[int, Exception]] = []  # reported from this thread, not the prefetch worker
     mean, std = model.config.image_mean, model.config.image_std
     pixel_dtype = next(model.parameters()).dtype  # bf16 weights on the CPU need bf16 inputs
     remaining: dict[int, int] = {}
+    chunk = CPU_FORWARD_CHUNK if device.type == "cpu" else None
+    if chunk is not None:
+        batch_size = max(chunk, batch_size // chunk * chunk)
     batches = iter_patch_batches(views(), batch_size)
     if device.type != "cpu":
         # An accelerator leaves the CPU idle during the forward pass: decode and
         # gather ahead in a thread. On the CPU they would only compete with it.
         batches = _prefetch(batches)
-    with torch.inference_mode(), _autocast(device):
-        for patches, image_index, patch_index in batches:
-            x = torch.from_numpy(patches).to(device, non_blocking=True)
-            z = model.get_image_features(patches_to_pixel_values(x, mean, std, dtype=pixel_dtype))
-            z = F.normalize(z.float(), dim=-1).cpu().numpy()
-            for i in np.unique(image_index):
-                sel = image_index == i
-                outputs[i][patch_index[sel]] = z[sel]
-                if bar is not None:
-                    remaining.setdefault(int(i), grids[i].n_patches)
-                    remaining[int(i)] -= int(sel.sum())
-                    if remaining[int(i)] == 0:
-                        bar.update(1)
-    if bar is not None:
-        bar.close()
-    for i, exc in failures:
-        warnings.warn(f"skipped image {i}: {exc}", stacklevel=2)
-        if on_error is not None:
+    try:
+        with torch.inference_mode(), _autocast(device):
+            for patches, image_index, patch_index in batches:
+                z = _forward(model, patches, device, mean, std, pixel_dtype, chunk)
+                for i in np.unique(image_index):
+                    sel = image_index == i
+                    outputs[i][patch_index[sel]] = z[sel]
+                    if bar is not None:
+                        remaining.setdefault(int(i), grids[i].n_patches)
+                        remaining[int(i)] -= int(sel.sum())
+                        if remaining[int(i)] == 0:
+                            bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+        report.flush()
+    if on_error is not None:
+        for i, exc in failed:
             on_error(i, exc)
     return [None if g is None else PatchEmbeddings(outputs[i], g) for i, g in enumerate(grids)]
 
@@ -232,7 +266,12 @@ def embed_texts(model: ExifClipModel, texts: Sequence[str], batch_size: int = 25
 
 
 class ImageInputMixin:
-    """scikit-learn tags of estimators whose ``X`` is a list of images, not a 2-D array."""
+    """scikit-learn tags of estimators whose ``X`` is a list of images, not a 2-D array.
+
+    Such estimators also take an ``errors`` parameter ({"warn", "skip",
+    "raise"}) and keep ``failures_``: one rule for what a bad image does to a
+    call over many, implemented once in :mod:`exifclip._batch`.
+    """
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -240,6 +279,21 @@ class ImageInputMixin:
         tags.input_tags.string = True
         tags.requires_fit = True
         return tags
+
+    def _make_embedder(self) -> ExifPatchEmbedder:
+        """A fitted :class:`ExifPatchEmbedder` from this estimator's model, grid,
+        batching and ``errors`` parameters (for estimators that wrap one)."""
+        return ExifPatchEmbedder(
+            model=self.model,
+            revision=self.revision,
+            patch_size=self.patch_size,
+            num_per_dim=self.num_per_dim,
+            stride=self.stride,
+            batch_size=self.batch_size,
+            device=self.device,
+            errors=self.errors,
+            progress=self.progress,
+        ).fit()
 
 
 class ExifPatchEmbedder(ImageInputMixin, TransformerMixin, BaseEstimator):
@@ -267,10 +321,15 @@ class ExifPatchEmbedder(ImageInputMixin, TransformerMixin, BaseEstimator):
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda:1"``, ...
     dtype : str, optional
         Weights dtype (default float32; CUDA also runs under autocast).
-    errors : {"raise", "skip"}, default="raise"
-        With ``"skip"``, a bad image is warned about and gives a row of NaN
-        (``transform``) or ``None`` (``transform_patches``); the others are
-        still embedded.
+    errors : {"warn", "skip", "raise"}, default="warn"
+        What an image that cannot be embedded (unreadable, corrupt, smaller
+        than a patch, ...) does to a call over many images. ``"warn"``: it
+        gets a row of NaN (``transform``) or ``None`` (``transform_patches``),
+        a :class:`~exifclip._batch.BatchItemWarning` names it, and the others
+        are embedded; ``"skip"``: the same, silently; ``"raise"``:
+        :class:`~exifclip._batch.BatchItemError` naming it. Either way
+        ``failures_`` lists what failed. The default keeps a long batch going
+        without hiding anything; see :mod:`exifclip._batch`.
     progress : bool, default=False
         Show a progress bar.
     fine_tune : bool, default=False
@@ -300,6 +359,10 @@ class ExifPatchEmbedder(ImageInputMixin, TransformerMixin, BaseEstimator):
         Size of the embeddings.
     train_losses_ : ndarray of shape (train_steps,)
         With ``fine_tune=True``: the contrastive loss of every step.
+    failures_ : list of BatchFailure
+        The images that failed in the most recent call (``fit``,
+        ``transform``, ``transform_patches``) as ``(index, source, reason)``,
+        in input order; empty if none did.
 
     Examples
     --------
@@ -324,7 +387,7 @@ class ExifPatchEmbedder(ImageInputMixin, TransformerMixin, BaseEstimator):
         batch_size: int = 256,
         device: str = "auto",
         dtype: str | None = None,
-        errors: str = "raise",
+        errors: str = "warn",
         progress: bool = False,
         fine_tune: bool = False,
         train_steps: int = 200,
@@ -362,8 +425,7 @@ class ExifPatchEmbedder(ImageInputMixin, TransformerMixin, BaseEstimator):
         positive_int("num_per_dim", self.num_per_dim)
         positive_int("stride", self.stride, optional=True)
         positive_int("batch_size", self.batch_size)
-        if self.errors not in _ERRORS:
-            raise ValueError(f"errors must be one of {_ERRORS}, got {self.errors!r}")
+        check_errors(self.errors)
         if self.fine_tune:
             positive_int("train_steps", self.train_steps)
             positive_int("train_batch_size", self.train_batch_size)
@@ -374,12 +436,13 @@ class ExifPatchEmbedder(ImageInputMixin, TransformerMixin, BaseEstimator):
                 raise ValueError(f"learning_rate must be a positive number, got {rate!r}")
 
     def _load(self) -> None:
-        self.model_ = load_model(self.model, revision=self.revision, device=resolve_device(self.device),
-                                 dtype=self.dtype)
+        self.model_ = load_model(
+            self.model, revision=self.revision, device=resolve_device(self.device), dtype=self.dtype
+        )
         self.patch_size_ = int(self.patch_size or self.model_.config.patch_size)
         self.embedding_dim_ = int(self.model_.config.embed_dim)
 
-    def fit(self, X: Any = None, y: Any = None) -> "ExifPatchEmbedder":
+    def fit(self, X: Any = None, y: Any = None) -> ExifPatchEmbedder:
         """Load the model; with ``fine_tune=True`` also fine-tune it on ``X``.
 
         Parameters
@@ -395,6 +458,7 @@ class ExifPatchEmbedder(ImageInputMixin, TransformerMixin, BaseEstimator):
         """
         self._validate_params()
         self._fine_tuned = False
+        self.failures_: list[BatchFailure] = []
         if not self.fine_tune:
             self._load()
             return self
@@ -410,28 +474,61 @@ class ExifPatchEmbedder(ImageInputMixin, TransformerMixin, BaseEstimator):
         device = resolve_device(self.device)
         model = load_model(self.model, revision=self.revision, device="cpu", use_cache=False)  # float32 to train
         patch_size = int(self.patch_size or model.config.patch_size)
-        dataset = ExifPatchDataset([s for s in sources if not isinstance(s, np.ndarray)], patch_size=patch_size,
-                                   min_tags=1, seed=int(self.seed))
+        # Photos that cannot be read are failures (errors=); photos without EXIF or too
+        # small to train on are left out by design, with one warning below.
+        report = BatchErrors(self.errors)
+        for i, s in enumerate(sources):
+            if isinstance(s, np.ndarray):
+                report.fail(i, s, TypeError("an array carries no EXIF to fine-tune on; pass the photo's path"))
+        dataset = ExifPatchDataset(
+            [s for s in sources if not isinstance(s, np.ndarray)],
+            patch_size=patch_size,
+            min_tags=1,
+            seed=int(self.seed),
+        )
+        names = {}
+        for i, s in enumerate(sources):
+            if not isinstance(s, np.ndarray):
+                names.setdefault(source_name(s), i)
+        for name, reason, detail in dataset.skipped_files:
+            if reason == "unreadable":
+                report.fail(names.get(name, -1), name, ImageLoadError(detail))
+        self.failures_ = report.failures
         if len(dataset) < 2:
-            raise ValueError(f"fine-tuning needs at least 2 usable photos with EXIF, got {len(dataset)} of "
-                             f"{len(sources)} (skipped: {dict(dataset.skipped) or 'none'}; arrays carry no EXIF)")
+            raise ValueError(
+                f"fine-tuning needs at least 2 usable photos with EXIF, got {len(dataset)} of "
+                f"{len(sources)} (skipped: {dict(dataset.skipped) or 'none'}; arrays carry no EXIF)"
+            )
         if dataset.skipped:
-            warnings.warn(f"fine-tuning skipped {sum(dataset.skipped.values())} of {len(sources)} photos: "
-                          f"{dict(dataset.skipped)}", stacklevel=3)
+            warnings.warn(
+                f"fine-tuning skipped {sum(dataset.skipped.values())} of {len(sources)} photos: "
+                f"{dict(dataset.skipped)}",
+                stacklevel=3,
+            )
         batch = int(self.train_batch_size)
         if batch > len(dataset):
-            warnings.warn(f"train_batch_size={batch} is more than the {len(dataset)} usable photos; "
-                          f"using {len(dataset)}", stacklevel=3)
+            warnings.warn(
+                f"train_batch_size={batch} is more than the {len(dataset)} usable photos; using {len(dataset)}",
+                stacklevel=3,
+            )
             batch = len(dataset)
         steps = int(self.train_steps)
-        config = TrainingConfig(steps=steps, batch_size=batch, lr=float(self.learning_rate),
-                                warmup_steps=steps // 10, seed=int(self.seed), device=str(device),
-                                progress=bool(self.progress), patch_size=patch_size)
+        config = TrainingConfig(
+            steps=steps,
+            batch_size=batch,
+            lr=float(self.learning_rate),
+            warmup_steps=steps // 10,
+            seed=int(self.seed),
+            device=str(device),
+            progress=bool(self.progress),
+            patch_size=patch_size,
+        )
         result = train(config, model=model, dataset=dataset)
         self.model_ = result.model.eval()
         if self.dtype is not None:
-            self.model_ = self.model_.to(dtype=getattr(torch, str(self.dtype)) if isinstance(self.dtype, str)
-                                         else self.dtype)
+            self.model_ = self.model_.to(
+                dtype=getattr(torch, str(self.dtype)) if isinstance(self.dtype, str) else self.dtype
+            )
         self.patch_size_ = patch_size
         self.embedding_dim_ = int(self.model_.config.embed_dim)
         self.train_losses_ = np.asarray(result.losses, dtype=np.float64)
@@ -494,27 +591,51 @@ class ExifPatchEmbedder(ImageInputMixin, TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        list of PatchEmbeddings (``None`` for images skipped with ``errors="skip"``)
+        list of PatchEmbeddings or None
+            Aligned with ``X``: ``None`` where an image failed (``errors``
+            ``"warn"`` or ``"skip"``; listed in ``failures_``).
+
+        Raises
+        ------
+        BatchItemError
+            With ``errors="raise"``, at the first image that fails.
         """
         check_is_fitted(self, "model_")
-        return embed_patches(
-            self.model_,
-            as_source_list(X),
-            patch_size=self.patch_size_,
-            num_per_dim=self.num_per_dim,
-            stride=self.stride,
-            batch_size=self.batch_size,
-            errors=self.errors,
-            progress=self.progress,
-        )
+        return self._transform_patches(as_source_list(X), BatchErrors(self.errors))
+
+    def _transform_patches(self, sources: list, report: BatchErrors) -> list[PatchEmbeddings | None]:
+        """:meth:`transform_patches` with the caller's failure report (also ``failures_``)."""
+        try:
+            return embed_patches(
+                self.model_,
+                sources,
+                patch_size=self.patch_size_,
+                num_per_dim=self.num_per_dim,
+                stride=self.stride,
+                batch_size=self.batch_size,
+                errors=report,
+                progress=self.progress,
+            )
+        finally:
+            self.failures_ = report.failures
 
     def transform(self, X: Any) -> np.ndarray:
         """Image embeddings: the L2-normalised mean of each image's patches.
 
+        Parameters
+        ----------
+        X : image source or list of them
+
         Returns
         -------
         ndarray of shape (n_images, embedding_dim_), float32
-            Rows of skipped images (``errors="skip"``) are NaN.
+            Aligned with ``X``: rows of images that failed (``errors``
+            ``"warn"`` or ``"skip"``; listed in ``failures_``) are NaN.
+
+        Raises
+        ------
+        BatchItemError
+            With ``errors="raise"``, at the first image that fails.
         """
         per_image = self.transform_patches(X)
         out = np.full((len(per_image), self.embedding_dim_), np.nan, np.float32)

@@ -65,6 +65,7 @@ class ExifWarning(UserWarning):
     """Malformed EXIF was found; the readable part was still returned."""
 
 
+# fmt: off
 #: Tags written by ``exif_to_text(style="default")``, in this order: camera
 #: and core capture settings first (make, model, exposure, aperture, ISO,
 #: focal length, metering, flash, white balance), then other camera-pipeline
@@ -81,7 +82,9 @@ DEFAULT_TAGS: tuple[str, ...] = (
     "Exif Image Width", "Exif Image Height", "Orientation", "X Resolution",
     "Y Resolution", "Resolution Unit", "Exif Version",
 )
+# fmt: on
 
+# fmt: off
 #: Tags kept by ``style="paper"``: a *reconstruction*, not the official list.
 #: The official list is every tag found in at least 49 % of the training
 #: photos (``all_exif_count.json``, not published). These are the IFD0, Exif
@@ -102,19 +105,27 @@ PAPER_TAGS: tuple[str, ...] = (
     "Contrast", "Saturation", "Sharpness", "Subject Distance Range",
     "Interoperability Index", "Interoperability Version",
 )
+# fmt: on
 
 _MAX_BLOCK_BYTES = 64 * 2**20  # larger "EXIF" is not EXIF
 _MAX_VALUE_BYTES = 64 * 2**10  # no camera setting needs more; blobs are skipped
+# Value bytes decoded per block, all entries together. Entries may all point at
+# the same bytes: without this cap a 56 KB JPEG block of 4000 such entries took
+# 3 s and a 208 KB PNG of 16000 took 52 s. Real EXIF decodes a few KiB.
+_MAX_DECODE_BYTES = 2**20
 _MAX_TEXT_CHARS = 1000
 _EXIF_PTR, _GPS_PTR, _INTEROP_PTR = 0x8769, 0x8825, 0xA005
 # TIFF value types: struct code, bytes per value.
+# fmt: off
 _TYPES = {1: ("B", 1), 2: ("s", 1), 3: ("H", 2), 4: ("L", 4), 5: ("L", 8), 6: ("b", 1),
           7: ("s", 1), 8: ("h", 2), 9: ("l", 4), 10: ("l", 8), 11: ("f", 4), 12: ("d", 8),
           13: ("L", 4)}
+# fmt: on
 _TEXT_KINDS = ("ascii", "comment", "version")
 
 
 # -- value formatting ------------------------------------------------------------
+
 
 def _frac(v: Any) -> Fraction:
     if isinstance(v, tuple):
@@ -189,6 +200,7 @@ def _lens(values: Any) -> str:
     def part(a: Any, b: Any, fmt: Any) -> str:
         lo, hi = fmt(_frac(a)), fmt(_frac(b))
         return lo if lo == hi else f"{lo}-{hi}"
+
     text = part(values[0], values[1], lambda f: _trim(f, 1)) + " mm"
     try:
         text += " f/" + part(values[2], values[3], lambda f: _trim(f, 1))
@@ -219,13 +231,15 @@ _FORMATTERS = {
     "bias": lambda v, e, o: _ev(_first(v)),
     "apex_shutter": lambda v, e, o: _exposure(2.0 ** -max(-64.0, min(64.0, float(_first(v))))),
     "apex_aperture": lambda v, e, o: f"{2.0 ** (max(-64.0, min(64.0, float(_first(v)))) / 2):.1f}",
-    "distance": lambda v, e, o: (None if _first(v) <= 0 else "Infinity"
-                                 if _first(v) >= 0xFFFFFFFF else _trim(_first(v), 2) + " m"),
+    "distance": lambda v, e, o: (
+        None if _first(v) <= 0 else "Infinity" if _first(v) >= 0xFFFFFFFF else _trim(_first(v), 2) + " m"
+    ),
     "zoom": lambda v, e, o: "Not used" if _first(v) == 0 else _trim(_first(v), 2),
     "version": lambda v, e, o: _version(v),
     "bytes_version": lambda v, e, o: ".".join(str(int(b)) for b in v[:4]),
-    "components": lambda v, e, o: "".join(
-        {1: "Y", 2: "Cb", 3: "Cr", 4: "R", 5: "G", 6: "B"}.get(int(b), "") for b in v[:4]) or None,
+    "components": lambda v, e, o: (
+        "".join({1: "Y", 2: "Cb", 3: "Cr", 4: "R", 5: "G", 6: "B"}.get(int(b), "") for b in v[:4]) or None
+    ),
     "flash": lambda v, e, o: _flash(int(_first(v))),
     "comment": lambda v, e, o: _comment(v, o) if isinstance(v, (bytes, bytearray)) else None,
     "lens": lambda v, e, o: _lens(v),
@@ -237,6 +251,7 @@ _FORMATTERS = {
 
 # -- parsing the TIFF structure ---------------------------------------------------
 
+
 class _Parser:
     """Walk IFD0 -> Exif -> Interop (-> GPS) of one EXIF block, never raising.
 
@@ -244,6 +259,12 @@ class _Parser:
     loops) are collected in ``problems``; entries that can still be read are
     kept. Only tags in the tables are decoded, each at most
     ``_MAX_VALUE_BYTES``; values that make no sense for their tag are dropped.
+
+    Work is bounded whatever the block claims: at most four IFDs (each read
+    once, so pointer loops end), at most 65535 entries each (the count is a
+    16-bit field), no value is copied before its offset and length are checked
+    against the block, and at most ``_MAX_DECODE_BYTES`` value bytes are
+    decoded in all. ``entries`` and ``decoded`` count the work done.
     """
 
     def __init__(self, data: memoryview, problems: list[str]) -> None:
@@ -251,6 +272,8 @@ class _Parser:
         self.order = "<"
         self.out: dict[str, str] = {}
         self.seen: set[int] = set()
+        self.entries = 0  # IFD entries looked at
+        self.decoded = 0  # value bytes decoded
 
     def problem(self, text: str) -> None:
         if len(self.problems) < 50:
@@ -286,16 +309,17 @@ class _Parser:
         if offset < 8 or offset + 2 > n:
             self.problem(f"{label} IFD offset {offset} lies outside the {n}-byte block")
             return {}
-        count = struct.unpack(order + "H", data[offset:offset + 2])[0]
+        count = struct.unpack(order + "H", data[offset : offset + 2])[0]
         avail = (n - offset - 2) // 12
         if count > avail:
             self.problem(f"{label} IFD is truncated: {count} entries declared, {avail} present")
             count = avail
         pointers: dict[int, int] = {}
+        self.entries += count
         for i in range(count):
             pos = offset + 2 + 12 * i
-            tag, typ, cnt = struct.unpack(order + "HHL", data[pos:pos + 8])
-            field = data[pos + 8:pos + 12]
+            tag, typ, cnt = struct.unpack(order + "HHL", data[pos : pos + 8])
+            field = data[pos + 8 : pos + 12]
             if tag in (_EXIF_PTR, _GPS_PTR, _INTEROP_PTR) and table is T.MAIN_TAGS:
                 if typ in (4, 13) and cnt >= 1:
                     pointers.setdefault(tag, self.u32(field))
@@ -316,12 +340,22 @@ class _Parser:
             else:
                 start = self.u32(field)
                 if start + nbytes > n:
-                    self.problem(f"{label} tag {name!r}: value at offset {start} "
-                                 f"({nbytes} bytes) runs past the end of the block")
+                    self.problem(
+                        f"{label} tag {name!r}: value at offset {start} ({nbytes} bytes) runs past the end of the block"
+                    )
                     continue
                 if nbytes > _MAX_VALUE_BYTES:
                     continue  # a blob, not a camera setting
-                raw = data[start:start + nbytes]
+                raw = data[start : start + nbytes]
+            if self.decoded + nbytes > _MAX_DECODE_BYTES:
+                if self.decoded < _MAX_DECODE_BYTES:
+                    self.problem(
+                        f"more than {_MAX_DECODE_BYTES} bytes of tag values "
+                        f"(entries pointing at the same data?); the rest is skipped"
+                    )
+                    self.decoded = _MAX_DECODE_BYTES
+                continue
+            self.decoded += nbytes
             try:
                 if typ in (1, 2, 7):
                     values: Any = bytes(raw)
@@ -331,8 +365,7 @@ class _Parser:
                 else:
                     values = list(struct.unpack(f"{order}{cnt}{code}", raw))
                 text = _FORMATTERS[kind](values, enum, order)
-            except (ValueError, TypeError, ZeroDivisionError, IndexError, OverflowError,
-                    struct.error, UnicodeError):
+            except (ValueError, TypeError, ZeroDivisionError, IndexError, OverflowError, struct.error, UnicodeError):
                 continue
             if text:
                 self.out[name] = text
@@ -348,18 +381,33 @@ def _exif_block(img: Any, problems: list[str]) -> bytes | None:
         # also turn XMP tiff:Orientation into a tag, which is not EXIF.
         return None
     # In a TIFF the tags are the file's own IFDs: Pillow reads and re-serialises them.
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            exif = img.getexif()
-            if not len(exif) and not exif.get_ifd(_EXIF_PTR):
-                return None
-            raw = exif.tobytes()
-        except Exception as exc:  # Pillow raises many types on corrupt TIFF tags
-            problems.append(f"Pillow could not read the EXIF tags ({type(exc).__name__}: {exc})")
+    # Pillow's own warnings on corrupt tags pass through: catching them would mean
+    # changing the process-wide warning filters, which is not thread-safe.
+    try:
+        exif = img.getexif()
+        if not len(exif) and not exif.get_ifd(_EXIF_PTR):
             return None
-    problems.extend(f"Pillow: {w.message}" for w in caught[:3])
-    return raw
+        return exif.tobytes()
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types on corrupt TIFF tags
+        problems.append(f"Pillow could not read the EXIF tags ({type(exc).__name__}: {exc})")
+        return None
+
+
+def _parse_block(raw: bytes | bytearray | memoryview, include_gps: bool, problems: list[str]) -> _Parser:
+    """Parse one EXIF block (``Exif\\0\\0`` prefix optional); faults go to ``problems``."""
+    view = memoryview(raw).cast("B")
+    if bytes(view[:4]) == b"Exif":
+        view = view[6:]
+    parser = _Parser(view[:0], problems)
+    if len(view) > _MAX_BLOCK_BYTES:
+        problems.append(f"EXIF block of {len(view)} bytes is larger than the {_MAX_BLOCK_BYTES}-byte limit")
+    elif len(view):
+        parser = _Parser(view, problems)
+        try:
+            parser.parse(include_gps)
+        except Exception as exc:  # noqa: BLE001 - a parser bug must not lose the tags read so far
+            problems.append(f"unexpected {type(exc).__name__}: {exc}")
+    return parser
 
 
 def read_exif(source: Any, *, include_gps: bool = False) -> dict[str, str]:
@@ -407,16 +455,27 @@ def read_exif(source: Any, *, include_gps: bool = False) -> dict[str, str]:
     Raises
     ------
     exifclip.io.ImageLoadError
-        If the file is missing, empty or not an image (an input error, not
-        an EXIF error).
+        If the file is missing, empty, not an image or its header is corrupt
+        (an input error, not an EXIF error). Malformed EXIF never raises.
+    TypeError
+        If ``source`` is of an unsupported type.
 
     Warns
     -----
     ExifWarning
         At most one per call, naming the input and the first problem, when
         the EXIF structure is malformed (bad header, truncated IFD, offsets
-        outside the block, loops). What could be read is still returned.
-        An image without EXIF gives ``{}`` and no warning.
+        outside the block, loops, absurd counts). What could be read is still
+        returned. An image without EXIF gives ``{}`` and no warning. Pillow's
+        own warnings about a corrupt file pass through unchanged.
+
+    Notes
+    -----
+    Work and memory are bounded whatever the block claims: four IFDs at most,
+    each read once (pointer loops end), no value copied before its offset and
+    length are checked against the block, values over 64 KiB skipped, 1 MiB
+    of value bytes decoded per block in all. ``docs/reliability.md`` states the
+    contract and how it is fuzzed.
 
     Examples
     --------
@@ -441,33 +500,24 @@ def read_exif(source: Any, *, include_gps: bool = False) -> dict[str, str]:
     try:
         raw = _exif_block(img, problems)
         if raw is not None:
-            view = memoryview(raw)
-            if bytes(view[:4]) == b"Exif":
-                view = view[6:]
-            if len(view) > _MAX_BLOCK_BYTES:
-                problems.append(f"EXIF block of {len(view)} bytes is larger than the "
-                                f"{_MAX_BLOCK_BYTES}-byte limit")
-            elif len(view):
-                parser = _Parser(view, problems)
-                try:
-                    parser.parse(include_gps)
-                except Exception as exc:  # a parser bug must not lose the tags read so far
-                    problems.append(f"unexpected {type(exc).__name__}: {exc}")
-                out = parser.out
+            out = _parse_block(raw, include_gps, problems).out
     finally:
         if img is not source:
             img.close()
     if problems:
         more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
-        warnings.warn(f"{name}: malformed EXIF: {problems[0]}{more}; returned the "
-                      f"{len(out)} tags that could be read", ExifWarning, stacklevel=2)
+        warnings.warn(
+            f"{name}: malformed EXIF: {problems[0]}{more}; returned the {len(out)} tags that could be read",
+            ExifWarning,
+            stacklevel=2,
+        )
     return out
 
 
 # -- text ----------------------------------------------------------------------------
 
-def exif_to_text(exif: Mapping[str, Any], tags: Iterable[str] | str | None = None,
-                 style: str = "default") -> str:
+
+def exif_to_text(exif: Mapping[str, Any], tags: Iterable[str] | str | None = None, style: str = "default") -> str:
     """Write an EXIF dict as ``"Tag: value, Tag: value, ..."``.
 
     Parameters
@@ -522,23 +572,23 @@ def exif_to_text(exif: Mapping[str, Any], tags: Iterable[str] | str | None = Non
      Metering Mode: Multi-segment'
     """
     if not isinstance(exif, Mapping):
-        raise TypeError(f"exif must be a dict of tag -> value (e.g. from read_exif), "
-                        f"got {type(exif).__name__}; call read_exif(source) first")
+        raise TypeError(
+            f"exif must be a dict of tag -> value (e.g. from read_exif), "
+            f"got {type(exif).__name__}; call read_exif(source) first"
+        )
     if style not in ("default", "paper"):
         raise ValueError(f"style must be 'default' or 'paper', got {style!r}")
     if tags is None:
         names = list(DEFAULT_TAGS) if style == "default" else [k for k in exif if k in PAPER_TAGS]
     elif isinstance(tags, str):
         if tags != "all":
-            raise ValueError(f"tags must be a list of tag names, 'all' or None, "
-                             f"got the string {tags!r}")
+            raise ValueError(f"tags must be a list of tag names, 'all' or None, got the string {tags!r}")
         names = list(exif)
     else:
         try:
             names = list(tags)
         except TypeError:
-            raise TypeError(f"tags must be a list of tag names, 'all' or None, "
-                            f"got {type(tags).__name__}") from None
+            raise TypeError(f"tags must be a list of tag names, 'all' or None, got {type(tags).__name__}") from None
         if not all(isinstance(t, str) for t in names):
             raise TypeError("tags must contain only str tag names")
     parts = []

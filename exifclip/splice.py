@@ -32,24 +32,25 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from .embedder import ExifPatchEmbedder, ImageInputMixin
+from ._batch import ITEM_ERRORS, BatchErrors, BatchFailure, check_errors
+from .embedder import ImageInputMixin
 from .io import as_source_list
 from .patches import PatchGrid
 
 __all__ = [
+    "DETECTION_SCORES",
     "SpliceLocalizer",
     "SpliceResult",
+    "calibrate_threshold",
     "cell_shape",
-    "coverage_matrix",
     "consistency",
+    "coverage_matrix",
+    "detection_score",
+    "localize_embeddings",
     "mean_shift_heatmap",
     "ncut_mask",
     "split_two_means",
     "to_image",
-    "detection_score",
-    "DETECTION_SCORES",
-    "localize_embeddings",
-    "calibrate_threshold",
 ]
 
 
@@ -94,7 +95,57 @@ def _axis_coverage(grid: PatchGrid) -> tuple[np.ndarray, np.ndarray]:
 
 
 # -- 1. consistency ---------------------------------------------------------------
-def consistency(embeddings: np.ndarray, grid: PatchGrid) -> np.ndarray:
+#: Cells above which the consistency map is pooled (see :func:`cell_pooling`).
+#: Mean shift costs ``cells^3``; the paper's grid on a 4000x3000 photo has
+#: about 700 cells, a 640x480 one about 1000, but a 200x200 image with 64-px
+#: patches has 2500 (stride 4, a cell per 4 pixels) and took seconds.
+MAX_CELLS = 1600
+
+
+def cell_pooling(grid: PatchGrid, max_cells: int | None = MAX_CELLS) -> int:
+    """Side of the square blocks of cells pooled so that at most ``max_cells`` remain.
+
+    1 (no pooling) for the paper's grid on ordinary photos; ``None`` never pools.
+
+    Examples
+    --------
+    >>> from exifclip.patches import make_grid
+    >>> cell_pooling(make_grid((3000, 4000), 124)), cell_pooling(make_grid((200, 200), 64))
+    (1, 2)
+    """
+    if max_cells is None:
+        return 1
+    if max_cells < 1:
+        raise ValueError(f"max_cells must be a positive integer or None, got {max_cells!r}")
+    hc, wc = cell_shape(grid)
+    factor = 1
+    while -(-hc // factor) * -(-wc // factor) > max_cells:
+        factor += 1
+    return factor
+
+
+def _pool_cells(cell_means: np.ndarray, shape: tuple[int, int], factor: int) -> np.ndarray:
+    """Mean of the cell means over ``factor x factor`` blocks (ragged at the edges).
+
+    ``1 - mean(m_a) . mean(m_b)`` is the mean of ``1 - m_a . m_b`` over the
+    pairs of the two blocks, so the pooled ``R`` is exactly the block average
+    of the paper's ``R``."""
+    hc, wc = shape
+    m = cell_means.reshape(hc, wc, -1)
+    rows = np.add.reduceat(m, np.arange(0, hc, factor), axis=0)
+    sums = np.add.reduceat(rows, np.arange(0, wc, factor), axis=1)
+    counts = np.outer(np.diff(np.r_[np.arange(0, hc, factor), hc]), np.diff(np.r_[np.arange(0, wc, factor), wc]))
+    return (sums / counts[..., None]).reshape(-1, m.shape[-1])
+
+
+def _unpool(cell_map: np.ndarray, shape: tuple[int, int], factor: int) -> np.ndarray:
+    """A pooled cell map back on the full cell grid (each block's value repeated)."""
+    hc, wc = shape
+    coarse = cell_map.reshape(-(-hc // factor), -(-wc // factor))
+    return np.repeat(np.repeat(coarse, factor, axis=0), factor, axis=1)[:hc, :wc].reshape(-1)
+
+
+def consistency(embeddings: np.ndarray, grid: PatchGrid, pool: int = 1) -> np.ndarray:
     """The paper's cell-level consistency ``R``.
 
     ``R[a, b]`` is the mean of ``1 - cos(z_p, z_q)`` over all patches ``p``
@@ -109,12 +160,15 @@ def consistency(embeddings: np.ndarray, grid: PatchGrid) -> np.ndarray:
     embeddings : ndarray of shape (n_patches, dim)
         Patch embeddings, row-major over ``grid`` (normalised here).
     grid : PatchGrid
+    pool : int, default=1
+        Average blocks of ``pool x pool`` cells first (:func:`cell_pooling`):
+        the result is the block average of the unpooled ``R``.
 
     Returns
     -------
     ndarray of shape (n_cells, n_cells), float64
         Symmetric, in ``[0, 2]``; reshape to ``cell_shape(grid) * 2`` for the
-        4-D view.
+        4-D view (with ``pool > 1``, the pooled cell grid's shape).
 
     Examples
     --------
@@ -130,6 +184,8 @@ def consistency(embeddings: np.ndarray, grid: PatchGrid) -> np.ndarray:
         raise ValueError(f"expected embeddings of shape ({grid.n_patches}, dim) for this grid, got {z.shape}")
     z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
     cell_means = _cell_means(z, grid)
+    if pool > 1:
+        cell_means = _pool_cells(cell_means, cell_shape(grid), pool)
     r = 1.0 - cell_means @ cell_means.T
     return np.clip(r, 0.0, 2.0)
 
@@ -451,15 +507,21 @@ def localize_embeddings(
     threshold: float | None = None,
     score_method: str = "mean",
     seed: int = 0,
+    max_cells: int | None = MAX_CELLS,
 ) -> SpliceResult:
     """Heatmap, mask and score of one image from its patch embeddings.
 
     ``threshold=None`` splits the cell heatmap by 1-D 2-means (method
     ``"meanshift"``); a float thresholds the heatmap. Method ``"ncut"`` takes
-    the mask from :func:`ncut_mask` and the heatmap from mean shift.
+    the mask from :func:`ncut_mask` and the heatmap from mean shift. Grids
+    with more than ``max_cells`` cells are analysed on pooled blocks of cells
+    (:func:`cell_pooling`), which bounds the cost on small images with a fine
+    stride; ``max_cells=None`` never pools.
     """
     start = time.perf_counter()
-    R = consistency(embeddings, grid)
+    shape = cell_shape(grid)
+    pool = cell_pooling(grid, max_cells)
+    R = consistency(embeddings, grid, pool=pool)
     cells = mean_shift_heatmap(R)
     if method == "ncut":
         cell_mask = ncut_mask(R, seed=seed)
@@ -468,13 +530,21 @@ def localize_embeddings(
     else:
         cell_mask = cells > threshold
     scores = {name: detection_score(R, name, heatmap=cells) for name in DETECTION_SCORES}
+    if pool > 1:
+        cells, cell_mask = _unpool(cells, shape, pool), _unpool(cell_mask, shape, pool)
     score = scores[score_method]
     hc, wc = cell_shape(grid)
     heatmap = to_image(np.clip(cells, 0.0, 1.0).astype(np.float32), grid)
     mask = to_image(cell_mask, grid)
-    return SpliceResult(heatmap=heatmap, mask=mask, score=score, grid=grid,
-                        cell_map=cells.reshape(hc, wc).astype(np.float32), scores=scores,
-                        timings={"postprocess_s": time.perf_counter() - start})
+    return SpliceResult(
+        heatmap=heatmap,
+        mask=mask,
+        score=score,
+        grid=grid,
+        cell_map=cells.reshape(hc, wc).astype(np.float32),
+        scores=scores,
+        timings={"postprocess_s": time.perf_counter() - start},
+    )
 
 
 _METHODS = ("meanshift", "ncut")
@@ -506,8 +576,17 @@ class SpliceLocalizer(ImageInputMixin, BaseEstimator):
         calibrated one.
     score_method : str, default="mean"
         Detection score; see :func:`detection_score` (``"mean"`` is the paper's).
-    errors : {"raise", "skip"}, default="raise"
-        With ``"skip"``, bad images give ``None`` / NaN in place and a warning.
+    errors : {"warn", "skip", "raise"}, default="warn"
+        What an image that fails (unreadable, corrupt, smaller than a patch,
+        post-processing error) does to a call over many images.
+        ``"warn"``: its place holds ``None`` (``localize``, ``predict``) or
+        NaN (``decision_function``), a :class:`~exifclip._batch.BatchItemWarning`
+        names it, and the other images are processed; ``"skip"``: the same,
+        silently; ``"raise"``: :class:`~exifclip._batch.BatchItemError`
+        naming it. ``failures_`` lists the failures either way. A failed
+        image never looks like a result: not an empty mask, not a low score.
+        The default keeps a long forensic batch going without hiding
+        anything; see :mod:`exifclip._batch`.
     progress : bool, default=False
 
     Attributes
@@ -516,6 +595,10 @@ class SpliceLocalizer(ImageInputMixin, BaseEstimator):
         The fitted embedder (holds the model).
     threshold_ : float or None
         The mask threshold in use.
+    failures_ : list of BatchFailure
+        The images that failed in the most recent call (``fit`` with images,
+        ``localize``, ``predict``, ``decision_function``, ``score``) as
+        ``(index, source, reason)``, in input order; empty if none did.
 
     Examples
     --------
@@ -541,7 +624,7 @@ class SpliceLocalizer(ImageInputMixin, BaseEstimator):
         method: str = "meanshift",
         threshold: float | None = None,
         score_method: str = "mean",
-        errors: str = "raise",
+        errors: str = "warn",
         progress: bool = False,
     ):
         self.model = model
@@ -564,8 +647,9 @@ class SpliceLocalizer(ImageInputMixin, BaseEstimator):
             raise ValueError(f"score_method must be one of {tuple(DETECTION_SCORES)}, got {self.score_method!r}")
         if self.threshold is not None and not (isinstance(self.threshold, (int, float)) and 0 <= self.threshold <= 1):
             raise ValueError(f"threshold must be None or a number in [0, 1], got {self.threshold!r}")
+        check_errors(self.errors)
 
-    def fit(self, X: Any = None, y: Any = None) -> "SpliceLocalizer":
+    def fit(self, X: Any = None, y: Any = None) -> SpliceLocalizer:
         """Load the model; with ``X`` and masks ``y``, calibrate the threshold.
 
         Parameters
@@ -574,65 +658,112 @@ class SpliceLocalizer(ImageInputMixin, BaseEstimator):
         y : list of bool masks (None for authentic images), optional
             When given with ``X``, ``threshold_`` becomes the global heatmap
             threshold that maximises the mean F1 over the spliced images.
+            Images that fail are left out of it (``errors``, ``failures_``).
 
         Returns
         -------
         self
         """
         self._validate_params()
-        self.embedder_ = ExifPatchEmbedder(
-            model=self.model, revision=self.revision, patch_size=self.patch_size, num_per_dim=self.num_per_dim,
-            stride=self.stride, batch_size=self.batch_size, device=self.device, errors=self.errors,
-            progress=self.progress,
-        ).fit()
+        self.embedder_ = self._make_embedder()
         self.threshold_ = self.threshold
+        self.failures_: list[BatchFailure] = []
         if X is not None and y is not None and self.threshold is None:
             self.threshold_ = self._calibrate(as_source_list(X), list(y))
         return self
 
     def _calibrate(self, X: list, masks: list) -> float | None:
+        if len(masks) != len(X):
+            raise ValueError(f"fit got {len(X)} images and {len(masks)} masks")
         results = self._localize(X, threshold=None)
-        pairs = [(r.heatmap, np.asarray(m, bool)) for r, m in zip(results, masks)
-                 if r is not None and m is not None and np.asarray(m).any()]
+        pairs = [
+            (r.heatmap, np.asarray(m, bool))
+            for r, m in zip(results, masks)
+            if r is not None and m is not None and np.asarray(m).any()
+        ]
         if not pairs:
             return None
         return calibrate_threshold([h for h, _ in pairs], [m for _, m in pairs])
 
     def _localize(self, X: list, threshold: float | None) -> list[SpliceResult | None]:
-        start = time.perf_counter()
-        per_image = self.embedder_.transform_patches(X)
-        embed_s = (time.perf_counter() - start) / max(len(X), 1)
-        out: list[SpliceResult | None] = []
-        for item in per_image:
-            if item is None:
-                out.append(None)
-                continue
-            result = localize_embeddings(item.embeddings, item.grid, method=self.method, threshold=threshold,
-                                         score_method=self.score_method)
-            result.timings["embed_s"] = embed_s
-            out.append(result)
-        return out
+        """Localise every image; failures go through one report and end in ``failures_``."""
+        check_errors(self.errors)  # set_params after fit is honoured, and checked
+        report = BatchErrors(self.errors)
+        try:
+            start = time.perf_counter()
+            per_image = self.embedder_._transform_patches(X, report)
+            embed_s = (time.perf_counter() - start) / max(len(X), 1)
+            out: list[SpliceResult | None] = [None] * len(per_image)
+            for i, item in enumerate(per_image):
+                if item is None:
+                    continue
+                try:
+                    result = localize_embeddings(
+                        item.embeddings,
+                        item.grid,
+                        method=self.method,
+                        threshold=threshold,
+                        score_method=self.score_method,
+                    )
+                except ITEM_ERRORS as exc:  # one image's post-processing: the others are kept
+                    report.fail(i, X[i], exc)
+                    continue
+                result.timings["embed_s"] = embed_s
+                out[i] = result
+            return out
+        finally:
+            self.failures_ = report.failures
 
     def localize(self, X: Any) -> list[SpliceResult | None]:
         """Heatmap, mask and score for each image.
 
+        Parameters
+        ----------
+        X : image source or list of them
+
         Returns
         -------
-        list of SpliceResult (``None`` for images skipped with ``errors="skip"``)
+        list of SpliceResult or None
+            Aligned with ``X``; ``None`` where an image failed (``errors``
+            ``"warn"`` or ``"skip"``; listed in ``failures_``).
+
+        Raises
+        ------
+        BatchItemError
+            With ``errors="raise"``, at the first image that fails.
         """
         check_is_fitted(self, "embedder_")
         return self._localize(as_source_list(X), self.threshold_)
 
     def predict(self, X: Any) -> list[np.ndarray | None]:
-        """The predicted spliced region of each image (bool HxW)."""
+        """The predicted spliced region of each image.
+
+        Returns
+        -------
+        list of ndarray (H, W) bool, or None
+            Aligned with ``X``. A failed image (``errors`` ``"warn"`` or
+            ``"skip"``) gives ``None``, not an all-False mask: "not analysed"
+            must not read as "nothing spliced" (and its size may be unknown).
+        """
         return [None if r is None else r.mask for r in self.localize(X)]
 
     def decision_function(self, X: Any) -> np.ndarray:
-        """Detection scores, one per image (NaN for skipped images)."""
+        """Detection scores, one per image (higher = more likely spliced).
+
+        Returns
+        -------
+        ndarray of shape (n_images,), float64
+            NaN for images that failed (``errors`` ``"warn"`` or ``"skip"``):
+            never a score that could rank as authentic.
+        """
         return np.array([np.nan if r is None else r.score for r in self.localize(X)], dtype=np.float64)
 
     def score(self, X: Any, y: Any) -> float:
-        """p-mAP over the spliced images of ``X`` (masks ``y``; None = authentic)."""
+        """p-mAP over the spliced images of ``X`` (masks ``y``; None = authentic).
+
+        Images that fail (``errors`` ``"warn"`` or ``"skip"``) are left out
+        of the mean and listed in ``failures_``.
+        """
         from .evaluation import pmap_scorer
 
         return pmap_scorer(self, X, y)

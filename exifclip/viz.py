@@ -10,18 +10,24 @@ so wherever the picture is shown.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-__all__ = ["colorize", "mask_image", "overlay", "save_png", "COLORMAPS"]
+from ._atomic import atomic_write
+
+__all__ = ["COLORMAPS", "colorize", "mask_image", "overlay", "save_png"]
 
 # Anchor colours (position, RGB) of perceptually ordered dark-to-bright maps.
 _ANCHORS = {
-    "heat": [(0.0, (0, 0, 4)), (0.25, (87, 16, 110)), (0.5, (188, 55, 84)), (0.75, (249, 142, 9)),
-             (1.0, (252, 255, 164))],
+    "heat": [
+        (0.0, (0, 0, 4)),
+        (0.25, (87, 16, 110)),
+        (0.5, (188, 55, 84)),
+        (0.75, (249, 142, 9)),
+        (1.0, (252, 255, 164)),
+    ],
     "gray": [(0.0, (0, 0, 0)), (1.0, (255, 255, 255))],
 }
 
@@ -104,15 +110,14 @@ def overlay(
 
 
 def save_png(array: np.ndarray, path: str | os.PathLike) -> Path:
-    """Write ``array`` as PNG atomically (temporary file, then rename)."""
+    """Write ``array`` as PNG atomically (see :func:`exifclip._atomic.atomic_write`).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        Image.fromarray(np.asarray(array)).save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        Image.fromarray(np.asarray(array)).save(f, format="PNG")
     return path

@@ -16,8 +16,12 @@ from exifclip.cli import build_parser, main
 def photos(tmp_path, rng):
     paths = []
     for i, (h, w) in enumerate([(64, 80), (70, 96)]):
-        exif = piexif.dump({"0th": {piexif.ImageIFD.Make: b"Canon", piexif.ImageIFD.Model: f"Cam {i}".encode()},
-                            "Exif": {piexif.ExifIFD.ExposureTime: (1, 500)}})
+        exif = piexif.dump(
+            {
+                "0th": {piexif.ImageIFD.Make: b"Canon", piexif.ImageIFD.Model: f"Cam {i}".encode()},
+                "Exif": {piexif.ExifIFD.ExposureTime: (1, 500)},
+            }
+        )
         path = tmp_path / f"photo{i}.jpg"
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path, exif=exif, quality=95)
         paths.append(str(path))
@@ -44,8 +48,7 @@ def test_exif_reports_bad_file_and_goes_on(photos, tmp_path, capsys):
 
 def test_embed_writes_npz(photos, tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "emb.npz"
-    code = main(["embed", *photos, "--out", str(out), "--model", str(tiny_model_dir), "--device", "cpu",
-                 "--patches"])
+    code = main(["embed", *photos, "--out", str(out), "--model", str(tiny_model_dir), "--device", "cpu", "--patches"])
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["embedded"] == 2 and summary["failed"] == 0
@@ -60,8 +63,9 @@ def test_embed_keeps_good_files_when_some_fail(photos, tiny_model_dir, tmp_path,
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"\xff\xd8 broken")
     out = tmp_path / "emb.npz"
-    code = main(["embed", photos[0], str(bad), photos[1], "--out", str(out), "--model", str(tiny_model_dir),
-                 "--device", "cpu"])
+    code = main(
+        ["embed", photos[0], str(bad), photos[1], "--out", str(out), "--model", str(tiny_model_dir), "--device", "cpu"]
+    )
     assert code == 1
     err = capsys.readouterr().err
     assert "bad.jpg" in err and err.count("exifclip: error") == 1
@@ -102,8 +106,22 @@ def test_localize_writes_pictures_and_json_and_reports_bad_files(tiny_model_dir,
     bad = tmp_path / "in" / "broken.jpg"
     bad.write_bytes(b"not a jpeg")
     out = tmp_path / "out"
-    code = main(["localize", str(good), str(bad), str(other), "--out", str(out), "--model", str(tiny_model_dir),
-                 "--device", "cpu", "--stride", "8"])
+    code = main(
+        [
+            "localize",
+            str(good),
+            str(bad),
+            str(other),
+            "--out",
+            str(out),
+            "--model",
+            str(tiny_model_dir),
+            "--device",
+            "cpu",
+            "--stride",
+            "8",
+        ]
+    )
     assert code == 1
     captured = capsys.readouterr()
     assert "broken.jpg" in captured.err and captured.err.count("exifclip: error") == 1
@@ -127,8 +145,23 @@ def test_evaluate_prints_headline_and_writes_json(tiny_model_dir, tmp_path, rng,
         Image.fromarray(mask.astype(np.uint8) * 255).save(root / "masks" / f"s{i}.png")
     Image.fromarray(np.full((128, 160, 3), 120, np.uint8)).save(root / "images" / "a0.png")
     report = tmp_path / "report.json"
-    code = main(["evaluate", "--dataset", "folder", "--root", str(root), "--model", str(tiny_model_dir),
-                 "--device", "cpu", "--stride", "8", "--json", str(report)])
+    code = main(
+        [
+            "evaluate",
+            "--dataset",
+            "folder",
+            "--root",
+            str(root),
+            "--model",
+            str(tiny_model_dir),
+            "--device",
+            "cpu",
+            "--stride",
+            "8",
+            "--json",
+            str(report),
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "p-mAP (spliced images only)" in out and "seconds per image" in out

@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+from exifclip._batch import BatchItemError, BatchItemWarning
 from exifclip.embedder import ExifPatchEmbedder, embed_patches
 from exifclip.hub import load_model
 from exifclip.io import ImageLoadError
@@ -27,7 +28,9 @@ def _reference_patch_embeddings(model, image, patch_size, num_per_dim=30):
     for y, x in grid.positions():
         patch = torch.from_numpy(np.ascontiguousarray(image[y : y + patch_size, x : x + patch_size]))[None]
         with torch.no_grad():
-            z = model.get_image_features(patches_to_pixel_values(patch, model.config.image_mean, model.config.image_std))
+            z = model.get_image_features(
+                patches_to_pixel_values(patch, model.config.image_mean, model.config.image_std)
+            )
         out.append(torch.nn.functional.normalize(z, dim=-1)[0].numpy())
     return grid, np.stack(out)
 
@@ -74,7 +77,8 @@ def test_patch_size_and_stride_params(tiny_model_dir, random_images):
     assert result.embeddings.shape[0] == result.grid.n_patches == (1 + (64 - 40) // 8) * (1 + (80 - 40) // 8)
 
 
-def test_bad_inputs_raise_naming_the_input(embedder, random_images, tmp_path):
+def test_bad_inputs_raise_naming_the_input(tiny_model_dir, random_images, tmp_path):
+    embedder = ExifPatchEmbedder(model=str(tiny_model_dir), device="cpu", errors="raise").fit()
     empty = tmp_path / "empty.jpg"
     empty.write_bytes(b"")
     text = tmp_path / "notes.jpg"
@@ -92,8 +96,10 @@ def test_bad_inputs_raise_naming_the_input(embedder, random_images, tmp_path):
         str(truncated): "cut.jpg",
     }
     for source, name in cases.items():
-        with pytest.raises(ImageLoadError, match=name):
+        with pytest.raises(BatchItemError, match=name) as info:
             embedder.transform([random_images[0], source])
+        assert str(info.value).startswith("image 1 (") and info.value.failure.index == 1
+        assert isinstance(info.value, ImageLoadError)  # still what callers catch
     with pytest.raises(ImageLoadError, match="smaller than one 32x32 patch"):
         embedder.transform([np.zeros((20, 100, 3), np.uint8)])
     with pytest.raises(ImageLoadError, match="uint8"):
@@ -102,19 +108,36 @@ def test_bad_inputs_raise_naming_the_input(embedder, random_images, tmp_path):
         embedder.transform([])
 
 
-def test_skip_keeps_good_results_aligned(tiny_model_dir, random_images):
-    est = ExifPatchEmbedder(model=str(tiny_model_dir), device="cpu", errors="skip").fit()
+def test_warn_keeps_good_results_aligned(tiny_model_dir, random_images):
+    est = ExifPatchEmbedder(model=str(tiny_model_dir), device="cpu", batch_size=50).fit()
+    assert est.errors == "warn"  # the default
     good = est.transform(random_images)
+    assert est.failures_ == []
+    # batch_size 50 mixes the patches of neighbouring images: a failure between
+    # them must not cost the others their patches
     batch = [random_images[0], "missing.png", random_images[1], np.zeros((5, 5), np.uint8), random_images[2]]
-    with pytest.warns(UserWarning) as record:
+    with pytest.warns(BatchItemWarning) as record:
         Z = est.transform(batch)
     messages = [str(w.message) for w in record]
-    assert any("missing.png" in m for m in messages) and any("smaller than one" in m for m in messages)
+    assert len(messages) == 2
+    assert "image 1 (missing.png): file not found" in messages[0] and "smaller than one" in messages[1]
+    assert all(w.filename == __file__ for w in record), "the warning points at the caller's line"
+    assert [(f.index, f.source) for f in est.failures_] == [(1, "missing.png"), (3, "<array shape=(5, 5) dtype=uint8>")]
     assert np.isnan(Z[[1, 3]]).all()
     np.testing.assert_allclose(Z[[0, 2, 4]], good, atol=1e-6)
-    with pytest.warns(UserWarning):
+    with pytest.warns(BatchItemWarning):
         patches = est.transform_patches(batch)
     assert patches[1] is None and patches[3] is None and patches[4].embeddings.shape[0] > 0
+    est.transform(random_images[:1])
+    assert est.failures_ == [], "failures_ describes the latest call only"
+
+
+def test_skip_is_silent_and_records(tiny_model_dir, random_images, recwarn):
+    est = ExifPatchEmbedder(model=str(tiny_model_dir), device="cpu", errors="skip").fit()
+    Z = est.transform(["gone.jpg", random_images[0]])
+    assert not [w for w in recwarn if issubclass(w.category, BatchItemWarning)]
+    assert np.isnan(Z[0]).all() and np.isfinite(Z[1]).all()
+    assert est.failures_ == [(0, "gone.jpg", "file not found")]
 
 
 def test_embed_exif_accepts_texts_and_dicts(embedder):

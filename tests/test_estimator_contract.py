@@ -2,6 +2,8 @@
 
 New estimators join ``ESTIMATORS``; each entry builds an unfitted instance
 on the tiny test model and names one parameter to vary in a grid search.
+``DistortionRegressor`` is supervised (``fit`` needs images and targets), so
+``tests/test_distortion.py`` runs the same checks on it with its own data.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from exifclip.embedder import ExifPatchEmbedder
 from exifclip.evaluation import pmap_scorer
 from exifclip.hub import clear_model_cache
 from exifclip.modeling import ExifClipModel
+from exifclip.probes import ExifZeroShotClassifier
 from exifclip.splice import SpliceLocalizer
 
 
@@ -31,6 +34,16 @@ def _embedder(model_dir):
 def _localizer(model_dir):
     # stride 8: the default grid of these tiny images has stride 1 and a cell per pixel
     return SpliceLocalizer(model=str(model_dir), device="cpu", batch_size=64, stride=8)
+
+
+def _zero_shot(model_dir):
+    return ExifZeroShotClassifier(candidates=["a", "b"], model=str(model_dir), device="cpu", batch_size=64, stride=16)
+
+
+def _zero_shot_search(est, param, values, images):
+    """Zero shot: fit only validates y against the candidates; scored by accuracy."""
+    X = [img for img in images for _ in range(2)]
+    return GridSearchCV(est, {param: values}, cv=2, error_score="raise"), X, ["a", "b"] * 3
 
 
 def _embedder_search(est, param, values, images):
@@ -58,6 +71,8 @@ ESTIMATORS = {
     "ExifPatchEmbedder": (_embedder, "patch_size", [32, 40], "transform", "model_", _embedder_search),
     "SpliceLocalizer": (_localizer, "method", ["meanshift", "ncut"], "decision_function", "embedder_",
                         _localizer_search),
+    "ExifZeroShotClassifier": (_zero_shot, "pooling", ["mean_log_proba", "mean_proba"], "predict_proba",
+                               "text_embeddings_", _zero_shot_search),
 }
 
 

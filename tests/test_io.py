@@ -13,7 +13,14 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile, ImageOps
 
-from exifclip.io import ImageLoadError, as_source_list, load_image, open_image, source_name
+from exifclip.io import (
+    ImageDecodeWarning,
+    ImageLoadError,
+    as_source_list,
+    load_image,
+    open_image,
+    source_name,
+)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -272,8 +279,10 @@ def test_multi_frame_gives_first_frame(tmp_path, fmt):
     images[0].save(path, fmt, save_all=True, append_images=images[1:])
     with Image.open(path) as check:
         assert check.n_frames == 3
-    assert_rgb(load_image(path), arrays[0])
-    assert_rgb(load_image(path.read_bytes()), arrays[0])
+    with pytest.warns(ImageDecodeWarning, match=rf"{path.name}: {fmt} file has 3 frames; only the first"):
+        assert_rgb(load_image(path), arrays[0])
+    with pytest.warns(ImageDecodeWarning, match="<bytes"):
+        assert_rgb(load_image(path.read_bytes()), arrays[0])
 
 
 def test_multi_frame_pil_image_seeked_elsewhere_gives_first_frame(tmp_path):
@@ -283,7 +292,8 @@ def test_multi_frame_pil_image_seeked_elsewhere_gives_first_frame(tmp_path):
     images[0].save(path, "TIFF", save_all=True, append_images=images[1:])
     with Image.open(path) as image:
         image.seek(2)
-        assert_rgb(load_image(image), arrays[0])
+        with pytest.warns(ImageDecodeWarning):
+            assert_rgb(load_image(image), arrays[0])
 
 
 def test_multi_frame_path_does_not_leak_the_file(tmp_path):
@@ -297,6 +307,7 @@ def test_multi_frame_path_does_not_leak_the_file(tmp_path):
         out = load_image(path)
         gc.collect()
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+    assert [w for w in caught if issubclass(w.category, ImageDecodeWarning)]
     assert_rgb(out, arrays[0])
 
 

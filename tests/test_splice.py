@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sklearn.base import clone
 
+from exifclip._batch import BatchItemError, BatchItemWarning
 from exifclip.patches import make_grid
 from exifclip.splice import (
     SpliceLocalizer,
@@ -248,10 +250,86 @@ def test_localizer_bad_inputs(tiny_model_dir, rng):
     image, _ = _splice_image(rng)
     with pytest.raises(ValueError, match="method"):
         SpliceLocalizer(model=str(tiny_model_dir), method="kmeans").fit()
-    loc = SpliceLocalizer(model=str(tiny_model_dir), device="cpu", errors="skip").fit()
-    with pytest.warns(UserWarning, match="missing.jpg"):
+    loc = SpliceLocalizer(model=str(tiny_model_dir), device="cpu", stride=8).fit()
+    with pytest.warns(BatchItemWarning) as record:
         results = loc.localize([image, "missing.jpg", np.zeros((10, 10, 3), np.uint8)])
+    assert "missing.jpg" in str(record[0].message) and "smaller than one" in str(record[1].message)
     assert results[0] is not None and results[1] is None and results[2] is None
-    with pytest.warns(UserWarning):
+    assert [f.index for f in loc.failures_] == [1, 2]
+    with pytest.warns(BatchItemWarning):
         scores = loc.decision_function([image, "missing.jpg"])
     assert np.isfinite(scores[0]) and np.isnan(scores[1])
+    with pytest.warns(BatchItemWarning):
+        masks = loc.predict(["missing.jpg", image])
+    assert masks[0] is None and masks[1].shape == image.shape[:2]
+    loc.set_params(errors="raise")  # honoured without refitting
+    with pytest.raises(BatchItemError, match=r"image 1 \(missing.jpg\): file not found"):
+        loc.decision_function([image, "missing.jpg"])
+    loc.set_params(errors="ignore")
+    with pytest.raises(ValueError, match="errors"):
+        loc.localize([image])
+
+
+def test_localizer_keeps_others_when_post_processing_fails(tiny_model_dir, rng, monkeypatch):
+    import exifclip.splice as splice
+
+    image, _ = _splice_image(rng)
+    loc = SpliceLocalizer(model=str(tiny_model_dir), device="cpu", stride=8, errors="skip").fit()
+    reference = loc.decision_function([image])
+    original = splice.localize_embeddings
+    calls = []
+
+    def flaky(embeddings, grid, **kwargs):
+        calls.append(grid)
+        if len(calls) == 2:
+            raise np.linalg.LinAlgError("eigenvalues did not converge")
+        return original(embeddings, grid, **kwargs)
+
+    monkeypatch.setattr(splice, "localize_embeddings", flaky)
+    scores = loc.decision_function([image, image, image])
+    assert np.isnan(scores[1]) and np.allclose(scores[[0, 2]], reference[0])
+    assert loc.failures_ == [(1, "<array shape=(192, 256, 3) dtype=uint8>", "eigenvalues did not converge")]
+
+
+def test_calibration_leaves_failed_images_out(tiny_model_dir, rng, noise_level_model):
+    image, mask = _splice_image(rng)
+    loc = SpliceLocalizer(model=str(tiny_model_dir), device="cpu", stride=8, errors="skip")
+    loc.fit([image, "missing.jpg"], [mask, mask])
+    assert loc.threshold_ is not None and [f.index for f in loc.failures_] == [1]
+    with pytest.raises(BatchItemError, match="missing.jpg"):
+        clone(loc).set_params(errors="raise").fit([image, "missing.jpg"], [mask, mask])
+    with pytest.raises(ValueError, match="2 images and 1 masks"):
+        clone(loc).fit([image, image], [mask])
+
+
+def test_pooled_consistency_is_the_block_average_of_the_full_one():
+    from exifclip.splice import _unpool, cell_pooling, cell_shape, consistency
+
+    grid = make_grid((70, 90), patch_size=16, stride=2)  # a cell per 2 pixels
+    z = np.random.default_rng(0).normal(size=(grid.n_patches, 8))
+    hc, wc = cell_shape(grid)
+    full = consistency(z, grid).reshape(hc, wc, hc, wc)
+    pooled = consistency(z, grid, pool=3)
+    blocks = [(slice(i, min(i + 3, hc)), slice(j, min(j + 3, wc))) for i in range(0, hc, 3) for j in range(0, wc, 3)]
+    expected = np.array([[full[a[0], a[1], b[0], b[1]].mean() for b in blocks] for a in blocks])
+    np.testing.assert_allclose(pooled, expected, atol=1e-12)
+    assert cell_pooling(grid, max_cells=len(blocks)) == 3
+    assert cell_pooling(grid, max_cells=None) == 1
+    back = _unpool(np.arange(len(blocks), dtype=float), (hc, wc), 3).reshape(hc, wc)
+    assert back[0, 0] == back[2, 2] == 0 and back[3, 3] == (-(-wc // 3)) + 1
+
+
+def test_fine_grids_on_small_images_are_pooled_to_max_cells():
+    from exifclip.splice import MAX_CELLS, cell_shape, localize_embeddings
+
+    grid = make_grid((200, 200), patch_size=64, num_per_dim=30)  # stride 4: 2500 cells unpooled
+    assert np.prod(cell_shape(grid)) > MAX_CELLS
+    z = np.random.default_rng(1).normal(size=(grid.n_patches, 16))
+    z[grid.positions()[:, 1] > 100] += 3.0  # the right side differs
+    result = localize_embeddings(z, grid)
+    assert result.heatmap.shape == result.mask.shape == (200, 200)
+    assert result.cell_map.shape == cell_shape(grid)
+    left, right = result.mask[:, :60].mean(), result.mask[:, 170:].mean()
+    assert min(left, right) < 0.1 < 0.9 < max(left, right)
+    with pytest.raises(ValueError, match="max_cells"):
+        localize_embeddings(z, grid, max_cells=0)

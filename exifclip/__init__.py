@@ -47,9 +47,9 @@ _EXPORTS = {
     "ExifZeroShotClassifier": "probes",
     "make_linear_probe": "probes",
     "DistortionRegressor": "distortion",
-    "distort": "distortion",
-    "undistort": "distortion",
-    "make_distortion_dataset": "distortion",
+    "distort": "lens",
+    "undistort": "lens",
+    "make_distortion_dataset": "lens",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -84,8 +84,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .training_data import ExifPatchDataset
     from ._batch import BatchItemError, BatchItemWarning
     from .convert import convert_official
-    from .distortion import DistortionRegressor, distort, make_distortion_dataset, undistort
+    from .distortion import DistortionRegressor
     from .hub import ModelLoadError
     from .io import ImageDecodeWarning
+    from .lens import distort, make_distortion_dataset, undistort
     from .probes import ExifZeroShotClassifier, make_linear_probe
     from .tokenization import build_exif_tokenizer

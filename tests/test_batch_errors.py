@@ -283,7 +283,12 @@ def test_killed_localize_resumes_to_the_same_results(how, tiny_model_dir, tmp_pa
     # stopped while publishing img2's mask: img0 and img1 done, img2 half done
     proc = _run_until_blocked(tmp_path, "img2_mask.png", _localize_argv(paths, out, tiny_model_dir))
     proc.send_signal(signal.SIGINT if how == "sigint" else signal.SIGKILL)
-    _, err = proc.communicate(timeout=120)
+    try:
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:  # never leave a blocked run behind
+            proc.kill()
+            proc.communicate()
     err = err.decode()
 
     visible = _visible_outputs(out)

@@ -74,6 +74,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
         device=args.device,
         errors="skip",
         progress=args.progress,
+        **_decode_params(args),
     )
     try:
         embedder.fit()
@@ -278,6 +279,7 @@ def _localizer_from_args(args: argparse.Namespace):
         threshold=args.threshold,
         score_method=args.score_method,
         errors="skip",
+        **_decode_params(args),
     )
 
 
@@ -310,7 +312,7 @@ def _localize_one(localizer, path: str, stem: str, out: Path, args: argparse.Nam
     from .viz import colorize, mask_image, overlay, save_png
 
     start = time.perf_counter()
-    image = load_image(path)
+    image = load_image(path, **_decode_params(args))  # decoded once: localised and drawn
     result = localizer.localize([image])[0]
     if result is None:
         raise ValueError(localizer.failures_[0].reason)
@@ -480,6 +482,21 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 1 if report.n_failed else 0
 
 
+def _add_decode_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-truncated", action="store_true",
+                   help="decode truncated JPEGs (missing rows filled flat, with a warning) instead of failing them")
+    p.add_argument("--max-pixels", type=int, default=None,
+                   help="refuse images with more pixels, before decoding (default: about 179 megapixels; "
+                        "0: no exifclip limit, Pillow's own still applies)")
+
+
+def _decode_params(args: argparse.Namespace) -> dict:
+    from .io import DEFAULT_MAX_PIXELS
+
+    limit = DEFAULT_MAX_PIXELS if args.max_pixels is None else (None if args.max_pixels == 0 else args.max_pixels)
+    return {"allow_truncated": bool(args.allow_truncated), "max_pixels": limit}
+
+
 def _add_localizer_options(p: argparse.ArgumentParser) -> None:
     from .splice import DETECTION_SCORES
 
@@ -498,6 +515,7 @@ def _add_localizer_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stride", type=int, help="explicit patch stride in pixels")
     p.add_argument("--batch-size", type=int, default=256, help="patches per forward pass")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    _add_decode_options(p)
 
 
 def _cmd_convert_official(args: argparse.Namespace) -> int:
@@ -547,6 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     p.add_argument("--patches", action="store_true", help="also store every patch embedding and position")
     p.add_argument("--progress", action="store_true", help="show a progress bar")
+    _add_decode_options(p)
     p.add_argument(
         "--save-every",
         type=int,

@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._batch import check_errors
 from .embedder import ImageInputMixin
-from .io import as_source_list
+from .io import DEFAULT_MAX_PIXELS, as_source_list
 from .lens import (
     DISTORTION_MODELS,
     distort,
@@ -246,6 +246,13 @@ class DistortionRegressor(ImageInputMixin, RegressorMixin, BaseEstimator):
         Patches per forward pass.
     device : str, default="auto"
     progress : bool, default=False
+    allow_truncated : bool, default=False
+        Decode truncated JPEGs (missing rows become a flat fill, with a
+        warning) instead of counting them as failed images; see
+        :func:`exifclip.io.load_image`.
+    max_pixels : int or None, default=exifclip.io.DEFAULT_MAX_PIXELS
+        Images with more pixels are refused before decoding (decompression
+        bombs); ``None`` lifts exifclip's limit (Pillow's own still applies).
     errors : {"warn", "skip", "raise"}, default="warn"
         What an image that cannot be embedded does (see
         :mod:`exifclip._batch`): ``predict`` gives NaN in its place and
@@ -288,6 +295,8 @@ class DistortionRegressor(ImageInputMixin, RegressorMixin, BaseEstimator):
         batch_size: int = 256,
         device: str = "auto",
         progress: bool = False,
+        allow_truncated: bool = False,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
         errors: str = "warn",
     ):
         self.model = model
@@ -302,6 +311,8 @@ class DistortionRegressor(ImageInputMixin, RegressorMixin, BaseEstimator):
         self.batch_size = batch_size
         self.device = device
         self.progress = progress
+        self.allow_truncated = allow_truncated
+        self.max_pixels = max_pixels
         self.errors = errors
 
     def _validate_params(self) -> None:

@@ -25,7 +25,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._batch import ITEM_ERRORS, BatchErrors, BatchFailure, check_errors
 from .exif import exif_to_text
 from .hub import load_model, resolve_device
-from .io import ImageLoadError, as_source_list, load_image, source_name
+from .io import DEFAULT_MAX_PIXELS, ImageLoadError, as_source_list, load_image, source_name
 from .modeling import ExifClipModel, patches_to_pixel_values
 from .patches import PatchGrid, iter_patch_batches, make_grid, patch_view
 
@@ -130,6 +130,7 @@ def embed_patches(
     errors: str | BatchErrors = "raise",
     progress: bool = False,
     on_error: Callable[[int, Exception], None] | None = None,
+    load_options: dict | None = None,
 ) -> list[PatchEmbeddings | None]:
     """Embed every grid patch of every image, batching across images.
 
@@ -161,6 +162,9 @@ def embed_patches(
         Show a progress bar over images.
     on_error : callable, optional
         Called as ``on_error(index, exception)`` for each skipped image.
+    load_options : dict, optional
+        Keyword options of :func:`exifclip.io.load_image` (``allow_truncated``,
+        ``max_pixels``).
 
     Returns
     -------
@@ -184,7 +188,7 @@ def embed_patches(
         # May run in the prefetch thread: warnings wait for the caller's thread.
         for i, source in enumerate(sources):
             try:
-                image = load_image(source)
+                image = load_image(source, **(load_options or {}))
                 try:
                     grid = make_grid(image.shape, patch_size, num_per_dim=num_per_dim, stride=stride)
                 except ValueError as exc:
@@ -293,6 +297,8 @@ class ImageInputMixin:
             device=self.device,
             errors=self.errors,
             progress=self.progress,
+            allow_truncated=self.allow_truncated,
+            max_pixels=self.max_pixels,
         ).fit()
 
 
@@ -332,6 +338,13 @@ class ExifPatchEmbedder(ImageInputMixin, TransformerMixin, BaseEstimator):
         without hiding anything; see :mod:`exifclip._batch`.
     progress : bool, default=False
         Show a progress bar.
+    allow_truncated : bool, default=False
+        Decode truncated JPEGs (missing rows become a flat fill, with a
+        warning) instead of counting them as failed images; see
+        :func:`exifclip.io.load_image`.
+    max_pixels : int or None, default=exifclip.io.DEFAULT_MAX_PIXELS
+        Images with more pixels are refused before decoding (decompression
+        bombs); ``None`` lifts exifclip's limit (Pillow's own still applies).
     fine_tune : bool, default=False
         If True, :meth:`fit` fine-tunes a private copy of the model on the
         photos it is given, contrastively against their own EXIF (``y`` is
@@ -389,6 +402,8 @@ class ExifPatchEmbedder(ImageInputMixin, TransformerMixin, BaseEstimator):
         dtype: str | None = None,
         errors: str = "warn",
         progress: bool = False,
+        allow_truncated: bool = False,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
         fine_tune: bool = False,
         train_steps: int = 200,
         train_batch_size: int = 32,
@@ -405,6 +420,8 @@ class ExifPatchEmbedder(ImageInputMixin, TransformerMixin, BaseEstimator):
         self.dtype = dtype
         self.errors = errors
         self.progress = progress
+        self.allow_truncated = allow_truncated
+        self.max_pixels = max_pixels
         self.fine_tune = fine_tune
         self.train_steps = train_steps
         self.train_batch_size = train_batch_size
@@ -615,6 +632,7 @@ class ExifPatchEmbedder(ImageInputMixin, TransformerMixin, BaseEstimator):
                 batch_size=self.batch_size,
                 errors=report,
                 progress=self.progress,
+                load_options={"allow_truncated": bool(self.allow_truncated), "max_pixels": self.max_pixels},
             )
         finally:
             self.failures_ = report.failures

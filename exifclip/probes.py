@@ -62,7 +62,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .embedder import ExifPatchEmbedder, ImageInputMixin, embed_texts, pool_patch_embeddings
-from .io import as_source_list
+from .io import DEFAULT_MAX_PIXELS, as_source_list
 
 __all__ = [
     "ExifZeroShotClassifier",
@@ -295,6 +295,13 @@ class ExifZeroShotClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         :meth:`decision_function`) and its prediction ``None``
         (:meth:`predict`). ``"raise"`` raises naming it.
     progress : bool, default=False
+    allow_truncated : bool, default=False
+        Decode truncated JPEGs (missing rows become a flat fill, with a
+        warning) instead of counting them as failed images; see
+        :func:`exifclip.io.load_image`.
+    max_pixels : int or None, default=exifclip.io.DEFAULT_MAX_PIXELS
+        Images with more pixels are refused before decoding (decompression
+        bombs); ``None`` lifts exifclip's limit (Pillow's own still applies).
 
     Attributes
     ----------
@@ -346,6 +353,8 @@ class ExifZeroShotClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         device: str = "auto",
         errors: str = "warn",
         progress: bool = False,
+        allow_truncated: bool = False,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ):
         self.tag = tag
         self.candidates = candidates
@@ -361,6 +370,8 @@ class ExifZeroShotClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         self.device = device
         self.errors = errors
         self.progress = progress
+        self.allow_truncated = allow_truncated
+        self.max_pixels = max_pixels
 
     def _validate_params(self) -> tuple[list, list[str]]:
         if not isinstance(self.tag, str) or not self.tag.strip():

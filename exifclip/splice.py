@@ -34,7 +34,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._batch import ITEM_ERRORS, BatchErrors, BatchFailure, check_errors
 from .embedder import ImageInputMixin
-from .io import as_source_list
+from .io import DEFAULT_MAX_PIXELS, as_source_list
 from .patches import PatchGrid
 
 __all__ = [
@@ -588,6 +588,13 @@ class SpliceLocalizer(ImageInputMixin, BaseEstimator):
         The default keeps a long forensic batch going without hiding
         anything; see :mod:`exifclip._batch`.
     progress : bool, default=False
+    allow_truncated : bool, default=False
+        Decode truncated JPEGs (missing rows become a flat fill, with a
+        warning) instead of counting them as failed images; see
+        :func:`exifclip.io.load_image`.
+    max_pixels : int or None, default=exifclip.io.DEFAULT_MAX_PIXELS
+        Images with more pixels are refused before decoding (decompression
+        bombs); ``None`` lifts exifclip's limit (Pillow's own still applies).
 
     Attributes
     ----------
@@ -626,6 +633,8 @@ class SpliceLocalizer(ImageInputMixin, BaseEstimator):
         score_method: str = "mean",
         errors: str = "warn",
         progress: bool = False,
+        allow_truncated: bool = False,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ):
         self.model = model
         self.revision = revision
@@ -639,6 +648,8 @@ class SpliceLocalizer(ImageInputMixin, BaseEstimator):
         self.score_method = score_method
         self.errors = errors
         self.progress = progress
+        self.allow_truncated = allow_truncated
+        self.max_pixels = max_pixels
 
     def _validate_params(self) -> None:
         if self.method not in _METHODS:

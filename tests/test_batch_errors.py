@@ -4,6 +4,7 @@ results."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -421,3 +422,43 @@ def test_interrupted_embed_says_how_to_resume(tiny_model_dir, tmp_path, capsys, 
     # without --resume everything is computed again
     assert main(_embed_argv(paths, out, tiny_model_dir)) == 0
     assert json.loads(capsys.readouterr().out)["computed"] == 4
+
+
+def _truncated_jpeg(path: Path) -> Path:
+    rng = np.random.default_rng(5)
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)).save(buffer, format="JPEG", quality=90)
+    data = buffer.getvalue()
+    path.write_bytes(data[: len(data) * 2 // 3])  # the file ends inside the scan data
+    return path
+
+
+def test_decode_options_reach_every_estimator(tiny_model_dir, tmp_path):
+    from exifclip import DistortionRegressor, ExifPatchEmbedder, ExifZeroShotClassifier, SpliceLocalizer
+
+    truncated = str(_truncated_jpeg(tmp_path / "cut.jpg"))
+    common = dict(model=str(tiny_model_dir), device="cpu", errors="skip")
+    refused = SpliceLocalizer(**common, stride=8).fit()
+    assert refused.localize([truncated]) == [None] and "truncated" in refused.failures_[0].reason
+    recovered = SpliceLocalizer(**common, stride=8, allow_truncated=True).fit()
+    with pytest.warns(UserWarning, match="truncated"):
+        assert recovered.localize([truncated])[0] is not None
+    small = ExifPatchEmbedder(**common, max_pixels=100).fit()
+    assert np.isnan(small.transform([truncated])).all() and "pixels" in small.failures_[0].reason
+    for estimator in (DistortionRegressor(**common, max_pixels=100),
+                      ExifZeroShotClassifier(candidates=["a", "b"], **common, max_pixels=100)):
+        assert estimator.get_params()["max_pixels"] == 100
+        assert estimator._make_embedder().get_params()["max_pixels"] == 100
+
+
+def test_cli_decode_options(tiny_model_dir, tmp_path, capsys):
+    truncated = str(_truncated_jpeg(tmp_path / "cut.jpg"))
+    argv = ["localize", truncated, "--model", str(tiny_model_dir), "--device", "cpu", "--stride", "8"]
+    assert main([*argv, "--out", str(tmp_path / "refused")]) == 1
+    assert "cut.jpg" in capsys.readouterr().err
+    with pytest.warns(UserWarning, match="truncated"):
+        assert main([*argv, "--out", str(tmp_path / "recovered"), "--allow-truncated"]) == 0
+    assert (tmp_path / "recovered" / "cut.json").is_file()
+    capsys.readouterr()
+    assert main([*argv, "--out", str(tmp_path / "big"), "--allow-truncated", "--max-pixels", "100"]) == 1
+    assert "pixels" in capsys.readouterr().err

@@ -103,7 +103,8 @@ def evaluate(name: str, localize, samples) -> dict:
     if results and getattr(results[0], "scores", None):
         for key in results[0].scores:
             by_score[key] = r(detection_ap([res.scores[key] for res in results], labels))
-    return {"method": name, "detection_ap_by_score": by_score, "pmap": r(report.pmap), "ciou": r(report.ciou), "f1": r(report.f1),
+    return {"method": name, "detection_ap_by_score": by_score, "pmap": r(report.pmap), "ciou": r(report.ciou),
+            "f1": r(report.f1),
             "mcc": r(report.mcc), "detection_ap": r(report.detection_ap), "roc_auc": r(report.roc_auc),
             "s_per_image": round(float(np.mean(seconds)), 3), "n_spliced": report.n_spliced,
             "n_authentic": report.n_authentic}

@@ -89,7 +89,8 @@ def _synthetic_photos(directory: Path, n: int, size: int = 512) -> None:
 
 
 def bench_throughput(args) -> None:
-    plan = {"small": (args.batch_size or 64, args.steps or 6), "paper-resnet50": (args.batch_size or 16, args.steps or 3)}
+    plan = {"small": (args.batch_size or 64, args.steps or 6),
+            "paper-resnet50": (args.batch_size or 16, args.steps or 3)}
     with tempfile.TemporaryDirectory() as tmp:
         _synthetic_photos(Path(tmp), 64)
         for arch in args.arch:
@@ -101,7 +102,8 @@ def bench_throughput(args) -> None:
             _emit({"bench": "train_throughput", "arch": arch, "device": str(next(result.model.parameters()).device),
                    "batch_size": batch, "timed_steps": steps, "patch_size": result.model.config.patch_size,
                    "patches_per_s": round(result.patches_per_s, 2),
-                   "s_per_step": round(batch / result.patches_per_s, 3), "wall_s": round(time.perf_counter() - start, 1),
+                   "s_per_step": round(batch / result.patches_per_s, 3),
+                   "wall_s": round(time.perf_counter() - start, 1),
                    **_machine()}, args.out)
 
 

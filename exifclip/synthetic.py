@@ -173,7 +173,8 @@ def _manifest_models(photo_dir: Path) -> dict[str, str]:
             model = (row.get("model") or "").strip()
             if row.get("file") and model:
                 make = (row.get("make") or "").strip()
-                out[row["file"]] = model if make and model.lower().startswith(make.lower()) else f"{make} {model}".strip()
+                named = make and model.lower().startswith(make.lower())
+                out[row["file"]] = model if named else f"{make} {model}".strip()
     return out
 
 

@@ -136,7 +136,9 @@ def build_exif_tokenizer(
     ['exposure', 'time', ':', '1', '/', '500']
     """
     texts = list(synthetic_exif_corpus() if texts is None else texts)
-    norm = [normalizers.NFD(), normalizers.Lowercase(), normalizers.StripAccents()] if lowercase else [normalizers.NFD()]
+    norm = [normalizers.NFD()]
+    if lowercase:
+        norm += [normalizers.Lowercase(), normalizers.StripAccents()]
     normalizer = normalizers.Sequence(norm)
     pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tokenizer = Tokenizer(models.WordPiece(_exif_vocabulary(texts, vocab_size, normalizer, pre_tokenizer),

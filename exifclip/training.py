@@ -468,9 +468,10 @@ def _model_from_arch(config: TrainingConfig, texts: list[str], ctx: _Dist):
 
 
 def _model_card(config: TrainingConfig, result: dict) -> str:
+    origin = f"from scratch, architecture {config.arch!r}" if config.arch else f"fine-tuned from {config.init!r}"
     return (
         "---\nlibrary_name: exifclip\ntags: [image-forensics, exif, contrastive]\n---\n\n"
-        f"# exifclip model\n\nTrained with `exifclip.training.train` ({'from scratch, architecture ' + repr(config.arch) if config.arch else 'fine-tuned from ' + repr(config.init)}).\n\n"
+        f"# exifclip model\n\nTrained with `exifclip.training.train` ({origin}).\n\n"
         f"- photos: {result['dataset']['images']} used, skipped {result['dataset']['skipped']}\n"
         f"- steps: {result['step']}, global batch {config.batch_size} patches of {result['patch_size']} px, "
         f"lr {config.lr}, seed {config.seed}, {result['world_size']} process(es)\n"
@@ -594,7 +595,8 @@ def _run(config: TrainingConfig, model, dataset, eval_hook, ctx: _Dist) -> Train
 
     optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr, betas=config.betas,
                                   eps=config.eps)
-    schedule = lambda s: lr_factor(s, config.steps, config.warmup_steps, config.min_lr_ratio)
+    def schedule(s):
+        return lr_factor(s, config.steps, config.warmup_steps, config.min_lr_ratio)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     losses: list[float] = []
     if state is not None:
@@ -632,7 +634,8 @@ def _run(config: TrainingConfig, model, dataset, eval_hook, ctx: _Dist) -> Train
     tokenizer, max_len = model.tokenizer, model.config.max_text_length
     mean, std = model.config.image_mean, model.config.image_std
     k, W = config.accum_steps, ctx.world
-    autocast = lambda: _autocast(device, config.precision)
+    def autocast():
+        return _autocast(device, config.precision)
     failed_files: dict[int, str] = {}
     history: list[dict] = []
     evals: list[dict] = []

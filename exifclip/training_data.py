@@ -191,7 +191,9 @@ def _row_to_entry(row: dict, where: str) -> tuple[str, dict | None, str | None]:
     return name, {str(k): str(v) for k, v in row.items() if k not in skip and v not in (None, "")}, None
 
 
-def read_metadata(path: str | os.PathLike, root: str | os.PathLike | None = None) -> list[tuple[str, dict | None, str | None]]:
+def read_metadata(
+    path: str | os.PathLike, root: str | os.PathLike | None = None
+) -> list[tuple[str, dict | None, str | None]]:
     """Read a CSV or JSONL file that maps image files to their EXIF.
 
     Parameters
@@ -562,7 +564,8 @@ class ExifPatchDataset:
             items = self._items(sources, metadata)
             self.records, self.skipped_files = [], []
             workers = max(1, min(int(scan_workers), len(items) // 16 + 1))
-            scan = lambda it: _scan_one(it, tags, text_style, self.min_tags, self.min_size)
+            def scan(it):
+                return _scan_one(it, tags, text_style, self.min_tags, self.min_size)
             # Malformed EXIF warns; what could be read is kept. The filter is set here, in this thread:
             # catch_warnings is not thread-safe, so the workers must not touch it.
             with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=workers) as pool:

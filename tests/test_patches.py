@@ -161,7 +161,12 @@ def test_positions_fit_and_cover(h, w, p, k, explicit):
 
 @pytest.mark.parametrize(
     "shape, p, kw",
-    [((23, 31, 3), 5, {"stride": 3}), ((50, 70, 3), 16, {"num_per_dim": 7}), ((9, 9, 3), 9, {}), ((20, 13, 4), 4, {"stride": 4})],
+    [
+        ((23, 31, 3), 5, {"stride": 3}),
+        ((50, 70, 3), 16, {"num_per_dim": 7}),
+        ((9, 9, 3), 9, {}),
+        ((20, 13, 4), 4, {"stride": 4}),
+    ],
 )
 def test_patch_view_matches_slices(shape, p, kw):
     image = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)

@@ -58,7 +58,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
     from ._batch import BatchErrors
     from ._resume import EmbedParts, source_key
-    from .embedder import ExifPatchEmbedder, embed_patches, pool_patch_embeddings
+    from .embedder import ExifPatchEmbedder, pool_patch_embeddings
     from .hub import ModelNotFoundError
 
     if args.save_every < 1:
@@ -100,16 +100,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
         for start in range(0, len(pending), args.save_every):
             chunk = pending[start : start + args.save_every]
             report = BatchErrors("skip")
-            per_image = embed_patches(
-                embedder.model_,
-                chunk,
-                patch_size=embedder.patch_size_,
-                num_per_dim=args.num_per_dim,
-                stride=args.stride,
-                batch_size=args.batch_size,
-                errors=report,
-                progress=args.progress,
-            )
+            per_image = embedder._transform_patches(chunk, report)
             for failure in report.failures:
                 _error(f"{failure.source}: {failure.reason}")
                 failed[chunk[failure.index]] = failure.reason

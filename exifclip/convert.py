@@ -39,6 +39,7 @@ from typing import Any
 
 import torch
 
+from .hub import load_tokenizer
 from .modeling import ExifClipModel, get_architecture_config
 
 __all__ = ["ConversionError", "convert_official", "load_official_state_dict", "map_official_key"]
@@ -250,9 +251,11 @@ def _load_tokenizer(tokenizer: Any, model_max_length: int):
             from huggingface_hub import snapshot_download
 
             path = Path(snapshot_download(spec, allow_patterns=["tokenizer*", "vocab.txt", "special_tokens_map.json"]))
-        if not any((path / f).is_file() for f in ("tokenizer.json", "vocab.txt")):
+        tok = load_tokenizer(path)
+        if tok is None:
             raise FileNotFoundError(f"no tokenizer.json or vocab.txt in {path}")
-        return DistilBertTokenizerFast.from_pretrained(str(path), model_max_length=model_max_length)
+        tok.model_max_length = model_max_length
+        return tok
     except Exception as exc:
         raise ConversionError(
             f"cannot load the tokenizer {spec!r} ({type(exc).__name__}: {str(exc).splitlines()[0]}). "

@@ -21,7 +21,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
-from ._batch import check_errors
+from ._batch import BatchErrors, check_errors
 from .embedder import ImageInputMixin
 from .io import DEFAULT_MAX_PIXELS, as_source_list
 from .lens import (
@@ -352,10 +352,9 @@ class DistortionRegressor(ImageInputMixin, RegressorMixin, BaseEstimator):
         A photo that could not be embedded (see ``errors``) has a row of NaN.
         """
         check_is_fitted(self, "embedder_")
-        sources = as_source_list(X)
-        self.embedder_.set_params(errors=check_errors(self.errors))
-        per_image = self.embedder_.transform_patches(sources)
-        self.failures_ = list(self.embedder_.failures_)
+        report = BatchErrors(self.errors)  # set_params(errors=...) after fit is honoured
+        per_image = self.embedder_._transform_patches(as_source_list(X), report)
+        self.failures_ = report.failures
         rows = [
             None if item is None else ring_features(item.embeddings, item.grid, int(self.n_rings),
                                                     bool(self.ring_differences))

@@ -61,6 +61,7 @@ from scipy.special import log_softmax, logsumexp, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from ._batch import BatchErrors
 from .embedder import ExifPatchEmbedder, ImageInputMixin, embed_texts, pool_patch_embeddings
 from .io import DEFAULT_MAX_PIXELS, as_source_list
 
@@ -440,8 +441,9 @@ class ExifZeroShotClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
 
     def _scores(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "text_embeddings_")
-        per_image = self.embedder_.transform_patches(as_source_list(X))
-        self.failures_ = list(getattr(self.embedder_, "failures_", []))
+        report = BatchErrors(self.errors)  # set_params(errors=...) after fit is honoured
+        per_image = self.embedder_._transform_patches(as_source_list(X), report)
+        self.failures_ = report.failures
         out = np.full((len(per_image), len(self.classes_)), np.nan)
         for i, item in enumerate(per_image):
             if item is not None:

@@ -462,3 +462,9 @@ def test_cli_decode_options(tiny_model_dir, tmp_path, capsys):
     capsys.readouterr()
     assert main([*argv, "--out", str(tmp_path / "big"), "--allow-truncated", "--max-pixels", "100"]) == 1
     assert "pixels" in capsys.readouterr().err
+    embed = ["embed", truncated, "--model", str(tiny_model_dir), "--device", "cpu", "--stride", "8"]
+    assert main([*embed, "--out", str(tmp_path / "refused.npz")]) == 1
+    capsys.readouterr()
+    with pytest.warns(UserWarning, match="truncated"):
+        assert main([*embed, "--out", str(tmp_path / "recovered.npz"), "--allow-truncated"]) == 0
+    assert np.load(tmp_path / "recovered.npz")["embeddings"].shape[0] == 1

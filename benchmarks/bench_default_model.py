@@ -64,7 +64,7 @@ def noise_residual_localize(image: np.ndarray, window: int = 32) -> BaselineResu
 
 
 def build_splices(held: dict, work: Path, n: int, seed: int) -> Path:
-    from exifclip.synthetic import make_splices
+    from exifclip.splice.synthetic import make_splices
 
     photos = work / "heldout-photos"
     photos.mkdir(parents=True, exist_ok=True)
@@ -82,7 +82,7 @@ def build_splices(held: dict, work: Path, n: int, seed: int) -> Path:
 
 
 def evaluate(name: str, localize, samples) -> dict:
-    from exifclip.evaluation import evaluate_localization
+    from exifclip.splice.evaluation import evaluate_localization
     from exifclip.io import load_image
 
     results, seconds = [], []
@@ -96,7 +96,7 @@ def evaluate(name: str, localize, samples) -> dict:
     def r(v):
         return None if v is None else round(float(v), 4)
 
-    from exifclip.metrics import detection_ap
+    from exifclip.splice.metrics import detection_ap
 
     labels = [s.label for s in samples]
     by_score = {}
@@ -143,8 +143,8 @@ def main() -> None:
     args = parser.parse_args()
     warnings.simplefilter("ignore")
 
-    from exifclip.datasets import load_synthetic
-    from exifclip.hub import resolve_model_dir
+    from exifclip.splice.datasets import load_synthetic
+    from exifclip.modeling.hub import resolve_model_dir
     from exifclip.modeling import create_model
     from exifclip.splice import SpliceLocalizer
 

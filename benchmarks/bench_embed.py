@@ -32,7 +32,7 @@ import torch
 from PIL import Image
 
 from exifclip.embedder import ExifPatchEmbedder
-from exifclip.hub import clear_model_cache, load_model
+from exifclip.modeling.hub import clear_model_cache, load_model
 from exifclip.modeling import create_model, patches_to_pixel_values
 from exifclip.patches import iter_patch_batches, make_grid, patch_view
 

@@ -234,7 +234,7 @@ def main() -> None:
     args = parser.parse_args()
     warnings.simplefilter("ignore")
 
-    from exifclip.hub import resolve_model_dir
+    from exifclip.modeling.hub import resolve_model_dir
     from exifclip.modeling import create_model
 
     data = Path(args.data)

@@ -16,7 +16,7 @@
         EXIF texts; top-1 = its own photo's text ranks first (chance
         1 / n_photos). Also per photo, from the mean patch embedding.
     (b) zero-shot splice localisation (``SpliceLocalizer``, default grid) on
-        dev splices made by :func:`exifclip.synthetic.make_splices` from the
+        dev splices made by :func:`exifclip.splice.synthetic.make_splices` from the
         *held-out* camera models' photos only (crops of at most 768 px, PNG,
         and the same recompressed at JPEG quality 90), with as many authentic
         crops; p-mAP (spliced images only), cIoU and detection AP.
@@ -52,7 +52,7 @@ from PIL import Image
 from exifclip.embedder import embed_texts
 from exifclip.modeling import patches_to_pixel_values
 from exifclip.training import TrainingConfig, train
-from exifclip.training_data import ExifPatchDataset
+from exifclip.training.data import ExifPatchDataset
 
 DIGICAM = Path(__file__).resolve().parents[2] / "shared" / "data" / "digicam"
 
@@ -160,8 +160,8 @@ def _retrieval(model, dataset: ExifPatchDataset, n_patches: int, seed: int) -> d
 
 
 def _make_splices(held: dict, out: Path, n: int, seed: int) -> Path:
-    """``exifclip.synthetic.make_splices`` over the held-out camera models' photos only (symlinked, not copied)."""
-    from exifclip.synthetic import make_splices
+    """``make_splices`` over the held-out camera models' photos only (symlinked, not copied)."""
+    from exifclip.splice.synthetic import make_splices
 
     photos = out / "heldout-photos"
     photos.mkdir(parents=True, exist_ok=True)
@@ -175,8 +175,8 @@ def _make_splices(held: dict, out: Path, n: int, seed: int) -> Path:
 
 
 def _splice_scores(model_dir: str, bench: Path, variant: str, device: str) -> dict:
-    from exifclip.datasets import load_synthetic
-    from exifclip.evaluation import evaluate_localization
+    from exifclip.splice.datasets import load_synthetic
+    from exifclip.splice.evaluation import evaluate_localization
     from exifclip.splice import SpliceLocalizer
 
     samples = list(load_synthetic(bench, variant=variant))
@@ -212,8 +212,8 @@ def bench_learn(args) -> None:
     # The model is built here, as train() would build it (vocabulary from the training texts), so that
     # its random init can be kept as the baseline.
     from exifclip.modeling import create_model
-    from exifclip.tokenization import build_exif_tokenizer
-    from exifclip.training_data import AugmentConfig, augmentation_phrases
+    from exifclip.modeling.tokenization import build_exif_tokenizer
+    from exifclip.training.augment import AugmentConfig, augmentation_phrases
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

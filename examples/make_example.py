@@ -9,7 +9,7 @@ bundled inside the scikit-image package, both free of copyright:
   captured by SpaceX and released into the public domain;
 
 and pastes a smooth region of the donor into the host at the same place (no
-resizing), as `exifclip.synthetic.make_splices` does with real camera
+resizing), as `exifclip.splice.synthetic.make_splices` does with real camera
 photos. It writes ``spliced.png`` (lossless, so no recompression hides the
 traces), its ground-truth ``spliced_mask.png``, and ``authentic.png`` (the
 host alone). Install scikit-image first (``pip install "exifclip[examples]"``).

@@ -37,7 +37,7 @@ from skimage import data
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
 from exifclip import SpliceLocalizer, evaluate_localization, load_dataset, make_splices
-from exifclip.metrics import pixel_ap, pixel_map_score
+from exifclip.splice.metrics import pixel_ap, pixel_map_score
 
 workdir = Path(tempfile.mkdtemp(prefix="exifclip-benchmark-"))
 photo_dir = workdir / "photos"

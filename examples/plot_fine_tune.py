@@ -164,6 +164,6 @@ plt.show()
 # writes a model directory that every estimator and the command line accept
 # as ``model="my-model"``. For a real run, hold out whole camera models, not
 # just photos, and measure on splices made from them
-# (:func:`exifclip.synthetic.make_splices`, ``exifclip evaluate``).
+# (:func:`exifclip.splice.synthetic.make_splices`, ``exifclip evaluate``).
 
 shutil.rmtree(folder)  # the photos were only for this example

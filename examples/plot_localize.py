@@ -21,15 +21,15 @@ outputs, not how well it works (see :doc:`/benchmarks` for measured figures).
 # ---------------
 # Both photos are cut to a common size and a smooth random region of the
 # donor replaces the host's pixels at the same place: no resizing, no
-# blending, as :func:`exifclip.synthetic.make_splices` does with camera
+# blending, as :func:`exifclip.splice.synthetic.make_splices` does with camera
 # photos. ``examples/make_example.py`` writes the same kind of image to disk.
 import matplotlib.pyplot as plt
 import numpy as np
 from skimage import data
 
 from exifclip import SpliceLocalizer
-from exifclip.metrics import ciou, pixel_map_score
-from exifclip.synthetic import random_region
+from exifclip.splice.metrics import ciou, pixel_map_score
+from exifclip.splice.synthetic import random_region
 from exifclip.viz import overlay
 
 host, donor = data.chelsea(), data.rocket()

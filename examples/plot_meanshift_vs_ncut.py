@@ -35,9 +35,9 @@ import numpy as np
 from skimage import data
 
 from exifclip import ExifPatchEmbedder
-from exifclip.metrics import ciou
+from exifclip.splice.metrics import ciou
 from exifclip.splice import consistency, mean_shift_heatmap, ncut_mask, split_two_means, to_image
-from exifclip.synthetic import random_region
+from exifclip.splice.synthetic import random_region
 
 host, donor = data.chelsea(), data.rocket()
 height, width = min(host.shape[0], donor.shape[0]), min(host.shape[1], donor.shape[1])

@@ -3,31 +3,32 @@
 The functional core is :func:`embed_patches` (images -> per-image patch
 embeddings) and :func:`embed_texts` (EXIF text -> text embeddings); the
 estimator only validates its parameters, loads the model through the
-process-level cache of :mod:`exifclip.hub`, and calls them.
+process-level cache of :mod:`exifclip.modeling.hub`, and calls them.
 """
 
 from __future__ import annotations
 
-import queue
-import threading
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.base import BaseEstimator, TransformerMixin
+from numbers import Integral, Real
+
+from sklearn.base import TransformerMixin
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from ._batch import ITEM_ERRORS, BatchErrors, BatchFailure, check_errors
+from ._device import autocast, resolve_device, resolve_dtype
+from ._base import POSITIVE_INT, ImageEstimator
+from .batch import ITEM_ERRORS, BatchErrors, BatchFailure
 from .exif import exif_to_text
-from .hub import load_model, resolve_device
+from .modeling.hub import load_model
 from .io import DEFAULT_MAX_PIXELS, ImageLoadError, as_source_list, load_image, source_name
-from .modeling import ExifClipModel, patches_to_pixel_values
-from .patches import PatchGrid, iter_patch_batches, make_grid, patch_view
+from .modeling.model import ExifClipModel, patches_to_pixel_values
+from .patches import PatchGrid, iter_patch_batches, make_grid, patch_view, prefetch
 
 __all__ = ["ExifPatchEmbedder", "PatchEmbeddings", "embed_patches", "embed_texts", "pool_patch_embeddings"]
 
@@ -46,53 +47,6 @@ class PatchEmbeddings:
 
     embeddings: np.ndarray
     grid: PatchGrid
-
-
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return nullcontext()
-
-
-def _prefetch(iterator: Iterator, depth: int = 2) -> Iterator:
-    """Run ``iterator`` in a background thread, ``depth`` items ahead.
-
-    Decoding (PIL) and patch gathering (numpy) release the GIL, so they
-    overlap with the model's forward pass.
-    """
-    buffer: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
-
-    def worker():
-        try:
-            for item in iterator:
-                if stop.is_set():
-                    return
-                buffer.put(item)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer's thread
-            buffer.put(exc)
-            return
-        buffer.put(done)
-
-    thread = threading.Thread(target=worker, daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = buffer.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():  # unblock a worker waiting on a full queue
-            try:
-                buffer.get_nowait()
-            except queue.Empty:
-                thread.join(timeout=0.05)
 
 
 #: Patches per forward pass on the CPU, whatever ``batch_size`` says (see
@@ -152,11 +106,11 @@ def embed_patches(
         make every embedding bit-identical whatever the batch size and
         whatever other images share the batch.
     errors : {"raise", "skip", "warn"} or BatchErrors, default="raise"
-        What a bad image does (see :mod:`exifclip._batch`): raise
-        :class:`~exifclip._batch.BatchItemError` naming it, or leave ``None``
+        What a bad image does (see :mod:`exifclip.batch`): raise
+        :class:`~exifclip.batch.BatchItemError` naming it, or leave ``None``
         in its place (with a warning for ``"warn"``) and embed the others.
         Patches of the other images that shared a batch with it are kept. A
-        :class:`~exifclip._batch.BatchErrors` passed here collects the
+        :class:`~exifclip.batch.BatchErrors` passed here collects the
         failures for the caller.
     progress : bool, default=False
         Show a progress bar over images.
@@ -214,9 +168,9 @@ def embed_patches(
     if device.type != "cpu":
         # An accelerator leaves the CPU idle during the forward pass: decode and
         # gather ahead in a thread. On the CPU they would only compete with it.
-        batches = _prefetch(batches)
+        batches = prefetch(batches)
     try:
-        with torch.inference_mode(), _autocast(device):
+        with torch.inference_mode(), autocast(device):
             for patches, image_index, patch_index in batches:
                 z = _forward(model, patches, device, mean, std, pixel_dtype, chunk)
                 for i in np.unique(image_index):
@@ -255,7 +209,7 @@ def embed_texts(model: ExifClipModel, texts: Sequence[str], batch_size: int = 25
         raise ValueError("this model has no tokenizer saved with it; text embeddings need one")
     device = next(model.parameters()).device
     out = []
-    with torch.inference_mode(), _autocast(device):
+    with torch.inference_mode(), autocast(device):
         for start in range(0, len(texts), batch_size):
             tokens = model.tokenizer(
                 list(texts[start : start + batch_size]),
@@ -269,40 +223,7 @@ def embed_texts(model: ExifClipModel, texts: Sequence[str], batch_size: int = 25
     return np.concatenate(out) if out else np.empty((0, model.config.embed_dim), np.float32)
 
 
-class ImageInputMixin:
-    """scikit-learn tags of estimators whose ``X`` is a list of images, not a 2-D array.
-
-    Such estimators also take an ``errors`` parameter ({"warn", "skip",
-    "raise"}) and keep ``failures_``: one rule for what a bad image does to a
-    call over many, implemented once in :mod:`exifclip._batch`.
-    """
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.input_tags.string = True
-        tags.requires_fit = True
-        return tags
-
-    def _make_embedder(self) -> ExifPatchEmbedder:
-        """A fitted :class:`ExifPatchEmbedder` from this estimator's model, grid,
-        batching and ``errors`` parameters (for estimators that wrap one)."""
-        return ExifPatchEmbedder(
-            model=self.model,
-            revision=self.revision,
-            patch_size=self.patch_size,
-            num_per_dim=self.num_per_dim,
-            stride=self.stride,
-            batch_size=self.batch_size,
-            device=self.device,
-            errors=self.errors,
-            progress=self.progress,
-            allow_truncated=self.allow_truncated,
-            max_pixels=self.max_pixels,
-        ).fit()
-
-
-class ExifPatchEmbedder(ImageInputMixin, TransformerMixin, BaseEstimator):
+class ExifPatchEmbedder(TransformerMixin, ImageEstimator):
     """Embed photos by their camera traces, with no metadata needed.
 
     Each image is cut into the paper's grid of full-resolution patches; each
@@ -331,11 +252,11 @@ class ExifPatchEmbedder(ImageInputMixin, TransformerMixin, BaseEstimator):
         What an image that cannot be embedded (unreadable, corrupt, smaller
         than a patch, ...) does to a call over many images. ``"warn"``: it
         gets a row of NaN (``transform``) or ``None`` (``transform_patches``),
-        a :class:`~exifclip._batch.BatchItemWarning` names it, and the others
+        a :class:`~exifclip.batch.BatchItemWarning` names it, and the others
         are embedded; ``"skip"``: the same, silently; ``"raise"``:
-        :class:`~exifclip._batch.BatchItemError` naming it. Either way
+        :class:`~exifclip.batch.BatchItemError` naming it. Either way
         ``failures_`` lists what failed. The default keeps a long batch going
-        without hiding anything; see :mod:`exifclip._batch`.
+        without hiding anything; see :mod:`exifclip.batch`.
     progress : bool, default=False
         Show a progress bar.
     allow_truncated : bool, default=False
@@ -428,29 +349,14 @@ class ExifPatchEmbedder(ImageInputMixin, TransformerMixin, BaseEstimator):
         self.learning_rate = learning_rate
         self.seed = seed
 
-    # -- sklearn plumbing ---------------------------------------------------
-    def _validate_params(self) -> None:
-        def positive_int(name, value, optional=False):
-            if optional and value is None:
-                return
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer{' or None' if optional else ''}, got {value!r}")
-
-        if not isinstance(self.model, (str, bytes)) and not hasattr(self.model, "__fspath__"):
-            raise ValueError(f"model must be a name, directory or Hub id string, got {type(self.model).__name__}")
-        positive_int("patch_size", self.patch_size, optional=True)
-        positive_int("num_per_dim", self.num_per_dim)
-        positive_int("stride", self.stride, optional=True)
-        positive_int("batch_size", self.batch_size)
-        check_errors(self.errors)
-        if self.fine_tune:
-            positive_int("train_steps", self.train_steps)
-            positive_int("train_batch_size", self.train_batch_size)
-            if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
-                raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
-            rate = self.learning_rate
-            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate < float("inf"):
-                raise ValueError(f"learning_rate must be a positive number, got {rate!r}")
+    _parameter_constraints: dict = {
+        **ImageEstimator._parameter_constraints,
+        "fine_tune": ["boolean"],
+        "train_steps": [POSITIVE_INT],
+        "train_batch_size": [POSITIVE_INT],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "seed": [Interval(Integral, 0, None, closed="left")],
+    }
 
     def _load(self) -> None:
         self.model_ = load_model(
@@ -485,67 +391,27 @@ class ExifPatchEmbedder(ImageInputMixin, TransformerMixin, BaseEstimator):
         return self
 
     def _fine_tune(self, sources: list) -> None:
-        from .training import TrainingConfig, train
-        from .training_data import ExifPatchDataset
+        from .training.finetune import fine_tune
 
         device = resolve_device(self.device)
         model = load_model(self.model, revision=self.revision, device="cpu", use_cache=False)  # float32 to train
         patch_size = int(self.patch_size or model.config.patch_size)
-        # Photos that cannot be read are failures (errors=); photos without EXIF or too
-        # small to train on are left out by design, with one warning below.
-        report = BatchErrors(self.errors)
-        for i, s in enumerate(sources):
-            if isinstance(s, np.ndarray):
-                report.fail(i, s, TypeError("an array carries no EXIF to fine-tune on; pass the photo's path"))
-        dataset = ExifPatchDataset(
-            [s for s in sources if not isinstance(s, np.ndarray)],
-            patch_size=patch_size,
-            min_tags=1,
-            seed=int(self.seed),
-        )
-        names = {}
-        for i, s in enumerate(sources):
-            if not isinstance(s, np.ndarray):
-                names.setdefault(source_name(s), i)
-        for name, reason, detail in dataset.skipped_files:
-            if reason == "unreadable":
-                report.fail(names.get(name, -1), name, ImageLoadError(detail))
-        self.failures_ = report.failures
-        if len(dataset) < 2:
-            raise ValueError(
-                f"fine-tuning needs at least 2 usable photos with EXIF, got {len(dataset)} of "
-                f"{len(sources)} (skipped: {dict(dataset.skipped) or 'none'}; arrays carry no EXIF)"
+        with self._failure_report() as report:
+            result = fine_tune(
+                model,
+                sources,
+                report=report,
+                patch_size=patch_size,
+                steps=self.train_steps,
+                batch_size=self.train_batch_size,
+                learning_rate=self.learning_rate,
+                seed=self.seed,
+                device=str(device),
+                progress=self.progress,
             )
-        if dataset.skipped:
-            warnings.warn(
-                f"fine-tuning skipped {sum(dataset.skipped.values())} of {len(sources)} photos: "
-                f"{dict(dataset.skipped)}",
-                stacklevel=3,
-            )
-        batch = int(self.train_batch_size)
-        if batch > len(dataset):
-            warnings.warn(
-                f"train_batch_size={batch} is more than the {len(dataset)} usable photos; using {len(dataset)}",
-                stacklevel=3,
-            )
-            batch = len(dataset)
-        steps = int(self.train_steps)
-        config = TrainingConfig(
-            steps=steps,
-            batch_size=batch,
-            lr=float(self.learning_rate),
-            warmup_steps=steps // 10,
-            seed=int(self.seed),
-            device=str(device),
-            progress=bool(self.progress),
-            patch_size=patch_size,
-        )
-        result = train(config, model=model, dataset=dataset)
         self.model_ = result.model.eval()
         if self.dtype is not None:
-            self.model_ = self.model_.to(
-                dtype=getattr(torch, str(self.dtype)) if isinstance(self.dtype, str) else self.dtype
-            )
+            self.model_ = self.model_.to(dtype=resolve_dtype(self.dtype))
         self.patch_size_ = patch_size
         self.embedding_dim_ = int(self.model_.config.embed_dim)
         self.train_losses_ = np.asarray(result.losses, dtype=np.float64)
@@ -599,12 +465,17 @@ class ExifPatchEmbedder(ImageInputMixin, TransformerMixin, BaseEstimator):
             self._load()
 
     # -- transforms ---------------------------------------------------------
-    def transform_patches(self, X: Any) -> list[PatchEmbeddings | None]:
+    def transform_patches(self, X: Any, *, report: BatchErrors | None = None) -> list[PatchEmbeddings | None]:
         """Per image, the patch embeddings and their grid.
 
         Parameters
         ----------
         X : image source or list of them
+        report : BatchErrors, optional
+            Where failed images go, for a caller (another estimator, the
+            command line) that keeps its own record; then ``failures_`` of
+            this embedder is left as it was. By default a report made from
+            ``errors``, whose failures end in ``failures_``.
 
         Returns
         -------
@@ -618,24 +489,24 @@ class ExifPatchEmbedder(ImageInputMixin, TransformerMixin, BaseEstimator):
             With ``errors="raise"``, at the first image that fails.
         """
         check_is_fitted(self, "model_")
-        return self._transform_patches(as_source_list(X), BatchErrors(self.errors))
+        sources = as_source_list(X)
+        if report is not None:
+            return self._embed(sources, report)
+        with self._failure_report() as own:
+            return self._embed(sources, own)
 
-    def _transform_patches(self, sources: list, report: BatchErrors) -> list[PatchEmbeddings | None]:
-        """:meth:`transform_patches` with the caller's failure report (also ``failures_``)."""
-        try:
-            return embed_patches(
-                self.model_,
-                sources,
-                patch_size=self.patch_size_,
-                num_per_dim=self.num_per_dim,
-                stride=self.stride,
-                batch_size=self.batch_size,
-                errors=report,
-                progress=self.progress,
-                load_options={"allow_truncated": bool(self.allow_truncated), "max_pixels": self.max_pixels},
-            )
-        finally:
-            self.failures_ = report.failures
+    def _embed(self, sources: list, report: BatchErrors) -> list[PatchEmbeddings | None]:
+        return embed_patches(
+            self.model_,
+            sources,
+            patch_size=self.patch_size_,
+            num_per_dim=self.num_per_dim,
+            stride=self.stride,
+            batch_size=self.batch_size,
+            errors=report,
+            progress=self.progress,
+            load_options={"allow_truncated": bool(self.allow_truncated), "max_pixels": self.max_pixels},
+        )
 
     def transform(self, X: Any) -> np.ndarray:
         """Image embeddings: the L2-normalised mean of each image's patches.

@@ -5,39 +5,12 @@ strings; :func:`exif_to_text` serialises such a dict to the sentence the text
 tower reads, ``"Make: NIKON CORPORATION, Model: NIKON D3200, Exposure Time:
 1/500, ..."``.
 
-How the official code made its text (github.com/hellomuffin/exif-as-language)
---------------------------------------------------------------------------------
-Facts from the repository, not from this module's guesses:
-
-* It never parses image files. ``dataProcess/yfcc_dataInfo.py`` reads the
-  YFCC100M EXIF expansion pack, whose lines hold URL-encoded
-  ``category.tag:value`` items written by the metadata-extractor library
-  (e.g. ``Exif+SubIFD.Focal+Length:50.0+mm``). It keeps photos with more than
-  10 items, drops the category (so names are metadata-extractor's: ``F-Number``,
-  ``ISO Speed Ratings``, ``White Balance Mode``, ...), URL-decodes the value and
-  passes it through ``refine_value``: tags whose name ends in ``Resolution``
-  and ``Exposure Bias Value`` have a leading ``a/b`` replaced by ``a // b``
-  (integer floor division); ``Focal Length`` gets ``{:.1f}`` on its number;
-  ``ISO Speed Ratings`` keeps its first word; any other value longer than 20
-  characters becomes ``Unknown``; the rest lose every character outside
-  ``[a-zA-Z0-9.,/-]`` (spaces and colons included); a failure gives
-  ``Unknown``. It also writes each tag's frequency over the photos to
-  ``dataProcess/all_exif_count.json``.
-* ``data.py`` (``ExampleDataset``) keeps the tags whose frequency is at least
-  ``tag_threshold=0.49``, in the order they appear for that photo, and joins
-  them as ``", ".join(f"{key}: {value}")``. ``all_exif_count.json`` is not in
-  the repository, so **the exact tag list is not known**; :data:`PAPER_TAGS`
-  is a reconstruction (see there). ``data.py`` reads ``json["exif"]`` while
-  ``yfcc_dataInfo.py`` writes ``"EXIF"``: the released pair does not run as is.
-* GPS: nothing excludes it explicitly; only the 49 % frequency filter, which
-  GPS tags are unlikely to pass. This module leaves GPS out unless asked
-  (``read_exif(..., include_gps=True)``); it is never in the default text.
-
-This module therefore names tags as metadata-extractor does (``White
-Balance`` is tag 0x9208, the standard's LightSource; ``White Balance Mode`` is
-0xA403), but formats values as cameras display them (below);
-``exif_to_text(style="paper")`` maps them back to metadata-extractor's wording
-and applies ``refine_value``.
+Tags are named as the metadata-extractor library names them (the names in
+the paper's training text: ``F-Number``, ``White Balance Mode`` for 0xA403),
+values are formatted as cameras display them, and
+``exif_to_text(style="paper")`` reproduces the official code's value rules.
+How that code made its text, and what is known of its tag list, is in the
+documentation page "Using the paper's weights".
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "IMAGE_EXTENSIONS",
     "ImageDecodeWarning",
     "ImageLoadError",
     "as_source_list",
@@ -45,6 +46,9 @@ __all__ = [
     "open_image",
     "source_name",
 ]
+
+#: File name endings taken as images when a folder is searched (case-insensitive).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp", ".bmp")
 
 #: Default ``max_pixels`` of :func:`load_image`: Pillow's own refusal
 #: threshold (twice its default ``MAX_IMAGE_PIXELS``), about 179 megapixels,

@@ -20,13 +20,15 @@ batch, not for all of its patches.
 
 from __future__ import annotations
 
+import queue
+import threading
 from dataclasses import dataclass
 from collections import deque
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["PatchGrid", "make_grid", "patch_view", "iter_patch_batches"]
+__all__ = ["PatchGrid", "iter_patch_batches", "make_grid", "patch_view", "prefetch"]
 
 
 @dataclass(frozen=True)
@@ -224,3 +226,49 @@ def iter_patch_batches(
             yield take(batch_size)
     if n_pending:
         yield take(n_pending)
+
+
+def prefetch(iterator: Iterator, depth: int = 2) -> Iterator:
+    """Run ``iterator`` in a background thread, ``depth`` items ahead.
+
+    Decoding (PIL) and patch gathering (numpy) release the GIL, so they
+    overlap with the model's forward pass. An exception in the thread is
+    raised in the caller's.
+
+    Examples
+    --------
+    >>> list(prefetch(iter(range(5))))
+    [0, 1, 2, 3, 4]
+    """
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def worker():
+        try:
+            for item in iterator:
+                if stop.is_set():
+                    return
+                buffer.put(item)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer's thread
+            buffer.put(exc)
+            return
+        buffer.put(done)
+
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a worker waiting on a full queue
+            try:
+                buffer.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)

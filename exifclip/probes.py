@@ -39,12 +39,9 @@ depend on the candidate ``c`` (``m`` the mean of the unit patch embeddings
 when the patches disagree). Same predictions and accuracy; they differ only
 in confidence. ``"mean_proba"`` is genuinely different.
 
-``benchmarks/bench_probes.py`` measures all three on held-out photos of the
-training cameras of ``exifclip-small`` (camera model among 29 candidates,
-27 photos, 64-px patches on a 10-per-side grid): ``"mean_log_proba"`` and
-``"mean_embedding"`` got 13 right (0.48; chance 0.03), ``"mean_proba"`` 11,
-and ``"mean_log_proba"`` had the lower log-loss of the first two (1.78
-against 1.82), hence the default.
+``"mean_log_proba"`` is the default: of the two that rank alike it gave the
+lower log-loss in ``benchmarks/bench_probes.py`` (figures in the docs'
+benchmarks page).
 
 The functional core is :func:`zero_shot_logits`, :func:`zero_shot_scores`
 and :func:`candidate_texts`; the estimator validates, caches the model and
@@ -58,12 +55,13 @@ from typing import Any, Sequence
 
 import numpy as np
 from scipy.special import log_softmax, logsumexp, softmax
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import ClassifierMixin
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._batch import BatchErrors
-from .embedder import ExifPatchEmbedder, ImageInputMixin, embed_texts, pool_patch_embeddings
-from .io import DEFAULT_MAX_PIXELS, as_source_list
+from ._base import ImageEstimator
+from .embedder import ExifPatchEmbedder, embed_texts, pool_patch_embeddings
+from .io import DEFAULT_MAX_PIXELS
 
 __all__ = [
     "ExifZeroShotClassifier",
@@ -242,7 +240,7 @@ def _check_candidates(candidates: Any) -> list:
     return values
 
 
-class ExifZeroShotClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
+class ExifZeroShotClassifier(ClassifierMixin, ImageEstimator):
     """Predict an EXIF value of a photo from its pixels alone, zero shot.
 
     Each candidate value is written as EXIF text (``"Model: Canon EOS 5D"``)
@@ -279,18 +277,20 @@ class ExifZeroShotClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
     patch_size : int, optional
         Defaults to the model's own.
     num_per_dim : int, default=10
-        Patches along the longer side. Fewer than the localiser's 30: on
-        the benchmark of the module doc the 30 grid got 15 of 27 photos
-        right against 13 at 10 (a difference within the noise of 27 photos)
-        for 9 times the patches.
+        Patches along the longer side. Fewer than the localiser's 30: the
+        denser grid costs 9 times the patches and its gain in
+        ``benchmarks/bench_probes.py`` was within that benchmark's noise.
     stride : int, optional
         Explicit stride, overriding ``num_per_dim``.
     batch_size : int, default=256
         Patches per forward pass.
     device : str, default="auto"
+        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda:1"``, ...
+    dtype : str, optional
+        Weights dtype (default float32; CUDA also runs under autocast).
     errors : {"warn", "skip", "raise"}, default="warn"
         What an image that cannot be embedded does to a call over many
-        (the rule of every exifclip estimator, :mod:`exifclip._batch`):
+        (the rule of every exifclip estimator, :mod:`exifclip.batch`):
         ``"warn"`` leaves it out with a warning naming it, ``"skip"``
         silently; its row is NaN (:meth:`predict_proba`,
         :meth:`decision_function`) and its prediction ``None``
@@ -338,6 +338,15 @@ class ExifZeroShotClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
     True
     """
 
+    _parameter_constraints: dict = {
+        **ImageEstimator._parameter_constraints,
+        "tag": [str],
+        "candidates": ["array-like", None],  # checked by name in fit, with a hint
+        "template": [str],
+        "prompts": ["array-like", None],
+        "pooling": [StrOptions(set(POOLINGS))],
+    }
+
     def __init__(
         self,
         tag: str = "Model",
@@ -352,6 +361,7 @@ class ExifZeroShotClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         stride: int | None = None,
         batch_size: int = 256,
         device: str = "auto",
+        dtype: str | None = None,
         errors: str = "warn",
         progress: bool = False,
         allow_truncated: bool = False,
@@ -369,13 +379,15 @@ class ExifZeroShotClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         self.stride = stride
         self.batch_size = batch_size
         self.device = device
+        self.dtype = dtype
         self.errors = errors
         self.progress = progress
         self.allow_truncated = allow_truncated
         self.max_pixels = max_pixels
 
-    def _validate_params(self) -> tuple[list, list[str]]:
-        if not isinstance(self.tag, str) or not self.tag.strip():
+    def _candidate_texts(self) -> tuple[list, list[str]]:
+        """The validated candidates and the text of each."""
+        if not self.tag.strip():
             raise ValueError(f"tag must be a non-empty EXIF tag name such as 'Model', got {self.tag!r}")
         if self.candidates is None:
             raise ValueError(
@@ -383,8 +395,6 @@ class ExifZeroShotClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
                 "candidates=['Canon EOS 5D', 'NIKON D3200']"
             )
         values = _check_candidates(self.candidates)
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if self.prompts is None:
             texts = candidate_texts(self.tag, values, self.template)
         else:
@@ -420,7 +430,8 @@ class ExifZeroShotClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
         -------
         self
         """
-        values, texts = self._validate_params()
+        self._validate_params()
+        values, texts = self._candidate_texts()
         classes = np.asarray(values)
         if y is not None:
             labels = np.asarray(y).ravel()
@@ -430,7 +441,7 @@ class ExifZeroShotClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
                 raise ValueError(
                     f"y has labels that are not among the candidates: {unknown}; candidates are {classes.tolist()}"
                 )
-        self.embedder_ = self._make_embedder()
+        self.embedder_ = ExifPatchEmbedder(**self._embedding_params()).fit()
         model = self.embedder_.model_
         self.classes_ = classes
         self.texts_ = texts
@@ -441,9 +452,8 @@ class ExifZeroShotClassifier(ImageInputMixin, ClassifierMixin, BaseEstimator):
 
     def _scores(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "text_embeddings_")
-        report = BatchErrors(self.errors)  # set_params(errors=...) after fit is honoured
-        per_image = self.embedder_._transform_patches(as_source_list(X), report)
-        self.failures_ = report.failures
+        with self._failure_report() as report:
+            per_image = self.embedder_.transform_patches(X, report=report)
         out = np.full((len(per_image), len(self.classes_)), np.nan)
         for i, item in enumerate(per_image):
             if item is not None:

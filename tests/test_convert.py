@@ -18,8 +18,8 @@ import torch
 from torch import nn
 from transformers import DistilBertConfig, DistilBertModel
 
-from exifclip.convert import ConversionError, convert_official, load_official_state_dict
-from exifclip.hub import clear_model_cache, load_model
+from exifclip.modeling.convert import ConversionError, convert_official, load_official_state_dict
+from exifclip.modeling.hub import clear_model_cache, load_model
 from exifclip.modeling import patches_to_pixel_values
 
 

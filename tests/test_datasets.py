@@ -12,10 +12,10 @@ import piexif
 import pytest
 from PIL import Image
 
-from exifclip.datasets import (DATASETS, DatasetWarning, Sample, load_casia1, load_columbia, load_dataset,
+from exifclip.splice.datasets import (DATASETS, DatasetWarning, Sample, load_casia1, load_columbia, load_dataset,
                                load_dso1, load_folder, load_in_the_wild, load_korus, load_synthetic)
 from exifclip.io import load_image
-from exifclip.synthetic import MANIFEST_COLUMNS, SyntheticWarning, make_splices, random_region
+from exifclip.splice.synthetic import MANIFEST_COLUMNS, SyntheticWarning, make_splices, random_region
 
 H, W = 12, 16
 
@@ -173,7 +173,7 @@ def test_load_dataset_registry_and_aliases(tmp_path, rng):
     save(root / "DSO-1" / "normal-01.png", rgb(rng))
     assert [s.label for s in load_dataset("DSO-1", root)] == [0]
     assert set(DATASETS) == {"columbia", "dso1", "korus", "in_the_wild", "casia1", "folder", "synthetic"}
-    assert load_dataset.__module__ == "exifclip.datasets"
+    assert load_dataset.__module__ == "exifclip.splice.datasets"
     with pytest.raises(ValueError, match="unknown dataset 'nope'; known: casia1, columbia"):
         load_dataset("nope", root)
 

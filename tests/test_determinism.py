@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from exifclip import ExifPatchEmbedder, SpliceLocalizer
-from exifclip.hub import clear_model_cache
+from exifclip.modeling.hub import clear_model_cache
 
 
 @pytest.fixture(scope="module")

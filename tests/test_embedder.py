@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from exifclip._batch import BatchItemError, BatchItemWarning
+from exifclip.batch import BatchItemError, BatchItemWarning
 from exifclip.embedder import ExifPatchEmbedder, embed_patches
-from exifclip.hub import load_model
+from exifclip.modeling.hub import load_model
 from exifclip.io import ImageLoadError
 from exifclip.modeling import patches_to_pixel_values
 from exifclip.patches import make_grid

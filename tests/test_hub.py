@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from exifclip import hub
-from exifclip.hub import ModelNotFoundError, clear_model_cache, load_model, resolve_model_dir
+from exifclip.modeling.hub import ModelNotFoundError, clear_model_cache, load_model, resolve_model_dir
 from exifclip.modeling import ExifClipModel
 
 from .conftest import make_tiny_model
@@ -159,7 +159,7 @@ def test_dtype_and_device_options(tiny_model_dir):
 def test_push_to_hub_then_load_back(tmp_path):
     model = make_tiny_model(seed=5)
     local = LocalHub(tmp_path / "hub")
-    model.push_to_hub("me/pushed", api=local)
+    hub.push_to_hub(model, "me/pushed", api=local)
     kinds = [c[0] for c in local.calls]
     assert kinds == ["create_repo", "upload_folder"]
     uploaded = local.calls[-1][2]

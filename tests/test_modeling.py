@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModel
 
-from exifclip.loss import ClipLoss
+from exifclip.modeling.loss import ClipLoss
 from exifclip.modeling import (
     ExifClipConfig,
     ExifClipModel,
@@ -17,7 +17,7 @@ from exifclip.modeling import (
     list_architectures,
     patches_to_pixel_values,
 )
-from exifclip.tokenization import build_exif_tokenizer
+from exifclip.modeling.tokenization import build_exif_tokenizer
 
 from .conftest import make_tiny_model
 

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import inspect
-import io as stdio
 
-import joblib
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.special import softmax
-from sklearn.base import clone
-from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from exifclip.exif import exif_to_text
-from exifclip.hub import clear_model_cache
-from exifclip.modeling import ExifClipModel
 from exifclip.probes import (
     POOLINGS,
     ExifZeroShotClassifier,
@@ -130,17 +123,6 @@ def test_candidate_texts_match_real_exif(shared_data):
 
 
 # -- the classifier ------------------------------------------------------------------
-def test_init_stores_params_untouched(tiny_model_dir):
-    est = _classifier(tiny_model_dir)
-    params = [p for p in inspect.signature(ExifZeroShotClassifier.__init__).parameters if p != "self"]
-    assert sorted(est.get_params()) == sorted(params)
-    assert not [k for k in vars(est) if k.endswith("_")]
-    for name in params:
-        assert getattr(est, name) is est.get_params()[name]
-    twin = clone(est).set_params(pooling="mean_proba")
-    assert twin.pooling == "mean_proba" and est.pooling == "mean_log_proba"
-
-
 def test_fit_sets_classes_texts_and_embeddings(fitted):
     assert fitted.classes_.tolist() == CAMERAS
     assert fitted.texts_ == [f"Model: {c}" for c in CAMERAS]
@@ -228,11 +210,6 @@ def test_unknown_label_in_y_is_named(tiny_model_dir):
     _classifier(tiny_model_dir).fit(None, ["Canon EOS 5D", "iPhone XR"])  # known labels are fine
 
 
-def test_not_fitted_error(tiny_model_dir, random_images):
-    with pytest.raises(NotFittedError):
-        _classifier(tiny_model_dir).predict_proba(random_images)
-
-
 def test_failed_image_gives_nan_and_none(tiny_model_dir, random_images):
     X = [random_images[0], b"not an image"]
     clf = _classifier(tiny_model_dir).fit()  # errors="warn"
@@ -257,46 +234,6 @@ def test_score_is_accuracy_and_works_in_a_pipeline(fitted, tiny_model_dir, rando
     assert pipe.score(random_images, y) == 1.0
 
 
-def test_grid_search_loads_the_model_once(tiny_model_dir, random_images, monkeypatch):
-    clear_model_cache()
-    loads = []
-    original = ExifClipModel.from_pretrained.__func__
-
-    def counting(cls, *args, **kwargs):
-        loads.append(args[0])
-        return original(cls, *args, **kwargs)
-
-    monkeypatch.setattr(ExifClipModel, "from_pretrained", classmethod(counting))
-    X = [img for img in random_images for _ in range(2)]
-    y = ["Canon EOS 5D", "NIKON D3200"] * 3
-    search = GridSearchCV(
-        _classifier(tiny_model_dir), {"pooling": ["mean_log_proba", "mean_proba"]}, cv=2, error_score="raise"
-    )
-    search.fit(X, y)
-    assert len(loads) == 1
-    assert search.best_params_["pooling"] in ("mean_log_proba", "mean_proba")
-    assert 0.0 <= search.best_score_ <= 1.0
-
-
-def test_joblib_round_trip_gives_same_proba(fitted, random_images):
-    before = fitted.predict_proba(random_images)
-    buffer = stdio.BytesIO()
-    joblib.dump(fitted, buffer)
-    assert buffer.tell() < 100_000, "weights are reloaded by name, not pickled"
-    clear_model_cache()
-    buffer.seek(0)
-    restored = joblib.load(buffer)
-    np.testing.assert_allclose(restored.predict_proba(random_images), before, atol=1e-6)
-    assert restored.classes_.tolist() == CAMERAS
-
-
-def test_output_does_not_depend_on_fit_data(tiny_model_dir, random_images):
-    a = _classifier(tiny_model_dir).fit().predict_proba(random_images)
-    b = _classifier(tiny_model_dir).fit(random_images[:2], ["iPhone XR", "NIKON D3200"]).predict_proba(random_images)
-    np.testing.assert_allclose(a, b)
-
-
-# -- the linear probe ------------------------------------------------------------------
 def test_linear_probe_grid_search_over_c_and_patch_size(tiny_model_dir, random_images):
     probe = make_linear_probe(model=str(tiny_model_dir), device="cpu", stride=16, batch_size=64)
     assert [name for name, _ in probe.steps] == ["embed", "scale", "classify"]

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.base import clone
 
-from exifclip._batch import BatchItemError, BatchItemWarning
+from exifclip.batch import BatchItemError, BatchItemWarning
 from exifclip.patches import make_grid
 from exifclip.splice import (
     SpliceLocalizer,
@@ -271,12 +271,12 @@ def test_localizer_bad_inputs(tiny_model_dir, rng):
 
 
 def test_localizer_keeps_others_when_post_processing_fails(tiny_model_dir, rng, monkeypatch):
-    import exifclip.splice as splice
+    import exifclip.splice.localizer as localizer
 
     image, _ = _splice_image(rng)
     loc = SpliceLocalizer(model=str(tiny_model_dir), device="cpu", stride=8, errors="skip").fit()
     reference = loc.decision_function([image])
-    original = splice.localize_embeddings
+    original = localizer.localize_embeddings
     calls = []
 
     def flaky(embeddings, grid, **kwargs):
@@ -285,7 +285,7 @@ def test_localizer_keeps_others_when_post_processing_fails(tiny_model_dir, rng, 
             raise np.linalg.LinAlgError("eigenvalues did not converge")
         return original(embeddings, grid, **kwargs)
 
-    monkeypatch.setattr(splice, "localize_embeddings", flaky)
+    monkeypatch.setattr(localizer, "localize_embeddings", flaky)
     scores = loc.decision_function([image, image, image])
     assert np.isnan(scores[1]) and np.allclose(scores[[0, 2]], reference[0])
     assert loc.failures_ == [(1, "<array shape=(192, 256, 3) dtype=uint8>", "eigenvalues did not converge")]
@@ -303,7 +303,7 @@ def test_calibration_leaves_failed_images_out(tiny_model_dir, rng, noise_level_m
 
 
 def test_pooled_consistency_is_the_block_average_of_the_full_one():
-    from exifclip.splice import _unpool, cell_pooling, cell_shape, consistency
+    from exifclip.splice.postprocessing import _unpool, cell_pooling, cell_shape, consistency
 
     grid = make_grid((70, 90), patch_size=16, stride=2)  # a cell per 2 pixels
     z = np.random.default_rng(0).normal(size=(grid.n_patches, 8))
@@ -320,7 +320,7 @@ def test_pooled_consistency_is_the_block_average_of_the_full_one():
 
 
 def test_fine_grids_on_small_images_are_pooled_to_max_cells():
-    from exifclip.splice import MAX_CELLS, cell_shape, localize_embeddings
+    from exifclip.splice.postprocessing import MAX_CELLS, cell_shape, localize_embeddings
 
     grid = make_grid((200, 200), patch_size=64, num_per_dim=30)  # stride 4: 2500 cells unpooled
     assert np.prod(cell_shape(grid)) > MAX_CELLS

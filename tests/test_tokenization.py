@@ -1,4 +1,4 @@
-from exifclip.tokenization import build_exif_tokenizer, synthetic_exif_corpus
+from exifclip.modeling.tokenization import build_exif_tokenizer, synthetic_exif_corpus
 
 
 def test_exif_words_are_tokens_and_round_trip(tmp_path):

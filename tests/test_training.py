@@ -17,7 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
-from exifclip.hub import clear_model_cache, load_model
+from exifclip.modeling.hub import clear_model_cache, load_model
 from exifclip.training import (
     GlobalBatchSampler,
     TrainingConfig,
@@ -27,7 +27,8 @@ from exifclip.training import (
     lr_factor,
     train,
 )
-from exifclip.training_data import AugmentConfig, ExifPatchDataset, augment_patch, read_metadata
+from exifclip.training.augment import AugmentConfig, augment_patch
+from exifclip.training.data import ExifPatchDataset, read_metadata
 
 from .conftest import TINY, make_tiny_model
 
@@ -211,11 +212,26 @@ def test_pure_pieces():
     e = torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)
     t = torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)
     scale = torch.tensor(10.0)
-    from exifclip.loss import ClipLoss
+    from exifclip.modeling.loss import ClipLoss
 
     assert torch.allclose(global_clip_loss(e, t, scale), ClipLoss()(e, t, scale))
     valid = torch.tensor([1, 1, 0, 1, 1, 1], dtype=torch.bool)
     assert torch.allclose(global_clip_loss(e, t, scale, valid), ClipLoss()(e[valid], t[valid], scale))
+    assert torch.equal(ClipLoss()(e, t, scale, valid), global_clip_loss(e, t, scale, valid))
+
+
+def test_rank_aware_loss_checks_its_process_group():
+    from exifclip.modeling.loss import ClipLoss, scale_grad
+
+    x = torch.tensor(3.0, requires_grad=True)
+    y = scale_grad(x, 1 / 3)
+    y.backward()
+    assert float(y.detach()) == 3.0 and float(x.grad) == pytest.approx(1 / 3)  # the value kept, the gradient scaled
+    with pytest.raises(ValueError, match="rank"):
+        ClipLoss(rank=2, world_size=2)
+    e = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
+    with pytest.raises(RuntimeError, match="process group"):  # not a silent one-process loss
+        ClipLoss(rank=0, world_size=2)(e, e, torch.tensor(10.0))
 
 
 def test_config_json_round_trip_and_validation(tmp_path):

@@ -1,6 +1,10 @@
 """Two CPU processes (gloo, 127.0.0.1 only) train exactly as one process at the same global batch.
 
-Two comparisons, each at global batch 8:
+The loss alone: ``ClipLoss(rank, world_size)`` on each rank's half of a batch
+gives the one-process loss, and its gradients, averaged over the ranks as DDP
+does, the one-process gradients.
+
+The loop: two comparisons, each at global batch 8:
 
 * ``batchnorm="batch"``: BatchNorm statistics are per micro-batch, so two
   ranks x 1 micro-batch are compared with one process x 2 micro-batches
@@ -29,7 +33,8 @@ import sys
 import pytest
 import torch
 
-from exifclip.hub import load_model
+from exifclip.modeling.hub import load_model
+from exifclip.modeling.loss import ClipLoss
 from exifclip.training import TrainingConfig, train
 
 from .conftest import TINY, make_tiny_model
@@ -55,13 +60,69 @@ def _configs(photo_dir, out_dir):
     }
 
 
-def _worker(rank: int, world: int, port: int, photo_dir: str, model_dirs: dict, results: str) -> None:
+def _init_group(rank: int, world: int, port: int) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     if sys.platform.startswith("linux"):
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     torch.set_num_threads(1)
     torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+
+
+# -- the loss -----------------------------------------------------------------------------------
+
+def _loss_problem():
+    """Two linear towers, a logit scale, and a batch of 8 (row 5 padding), all in float64."""
+    g = torch.Generator().manual_seed(0)
+    params = {"w_img": torch.randn(6, 5, generator=g, dtype=torch.float64),
+              "w_txt": torch.randn(7, 5, generator=g, dtype=torch.float64),
+              "scale": torch.tensor(7.0, dtype=torch.float64)}
+    x_img = torch.randn(8, 6, generator=g, dtype=torch.float64)
+    x_txt = torch.randn(8, 7, generator=g, dtype=torch.float64)
+    valid = torch.ones(8, dtype=torch.bool)
+    valid[5] = False
+    return params, x_img, x_txt, valid
+
+
+def _loss_and_grads(loss_fn, params, x_img, x_txt, valid):
+    params = {k: v.clone().requires_grad_() for k, v in params.items()}
+    img = torch.nn.functional.normalize(x_img @ params["w_img"], dim=-1)
+    txt = torch.nn.functional.normalize(x_txt @ params["w_txt"], dim=-1)
+    loss = loss_fn(img, txt, params["scale"], valid)
+    loss.backward()
+    return loss.detach(), {k: v.grad for k, v in params.items()}
+
+
+def _loss_worker(rank: int, world: int, port: int, results: str) -> None:
+    _init_group(rank, world, port)
+    try:
+        params, x_img, x_txt, valid = _loss_problem()
+        rows = slice(rank * 4, (rank + 1) * 4)
+        loss, grads = _loss_and_grads(ClipLoss(rank, world), params, x_img[rows], x_txt[rows], valid[rows])
+        for g in grads.values():  # what DDP does with the parameters' gradients
+            torch.distributed.all_reduce(g)
+            g /= world
+        torch.save({"loss": loss, "grads": grads}, os.path.join(results, f"loss-rank{rank}.pt"))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_clip_loss_over_two_ranks_has_the_one_process_loss_and_gradients(tmp_path):
+    torch.multiprocessing.spawn(_loss_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    params, x_img, x_txt, valid = _loss_problem()
+    loss, grads = _loss_and_grads(ClipLoss(), params, x_img, x_txt, valid)
+    assert abs(float(grads["scale"])) > 1e-3  # the logit scale's gradient is tested, not zero
+    for rank in range(2):
+        ddp = torch.load(tmp_path / f"loss-rank{rank}.pt", weights_only=True)
+        torch.testing.assert_close(ddp["loss"], loss)  # the true loss on every rank, not scaled
+        for name, g in grads.items():
+            torch.testing.assert_close(ddp["grads"][name], g, msg=lambda m, name=name: f"{name}: {m}")
+
+
+# -- the loop -----------------------------------------------------------------------------------
+
+def _worker(rank: int, world: int, port: int, photo_dir: str, model_dirs: dict, results: str) -> None:
+    _init_group(rank, world, port)
     try:
         for name, values in _configs(photo_dir, os.path.join(results, "ddp-run")).items():
             model = load_model(model_dirs[name], use_cache=False)

@@ -11,7 +11,7 @@ from joblib import Parallel, delayed
 from safetensors.torch import load_file, save_file
 
 from exifclip import hub
-from exifclip.hub import ModelLoadError, ModelNotFoundError, clear_model_cache, load_model
+from exifclip.modeling.hub import ModelLoadError, ModelNotFoundError, clear_model_cache, load_model
 
 from .conftest import make_tiny_model
 from .test_hub import write_hub_cache
@@ -92,7 +92,7 @@ def test_remote_code_named_by_config_never_runs(model_copy, tmp_path):
     config["auto_map"] = {"AutoConfig": "modeling_evil.EvilConfig", "AutoModel": "modeling_evil.EvilModel"}
     (model_copy / "config.json").write_text(json.dumps(config))
     model = load_model(model_copy)
-    assert type(model).__module__ == "exifclip.modeling"
+    assert type(model).__module__ == "exifclip.modeling.model"
     config["model_type"] = "evil"
     (model_copy / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelLoadError, match="never runs code"):

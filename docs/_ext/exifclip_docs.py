@@ -16,7 +16,7 @@ Checks and fixes, at build time:
   reference (under its defining module); a missing one is a warning, so the
   ``-W`` build fails until ``docs/api.rst`` lists it;
 * cross-references to the short public path (``exifclip.SpliceLocalizer``)
-  resolve to the documented module path (``exifclip.splice.SpliceLocalizer``);
+  resolve to the documented module path (``exifclip.splice.localizer.SpliceLocalizer``);
 * pages named in the ``exifclip_optional_pages`` setting are dropped from
   toctrees while their source file does not exist (the site still builds).
 """
@@ -198,9 +198,9 @@ def _public_targets() -> dict[str, tuple[str, object]]:
     for name in exifclip.__all__:
         if name.startswith("__"):
             continue
-        module = exifclip._EXPORTS[name]
-        obj = getattr(importlib.import_module(f"exifclip.{module}"), name)
-        targets[name] = (f"exifclip.{module}.{name}", obj)
+        module = "exifclip" + exifclip._EXPORTS[name]  # relative names: ".splice.localizer"
+        obj = getattr(importlib.import_module(module), name)
+        targets[name] = (f"{module}.{name}", obj)
     return targets
 
 
@@ -280,7 +280,7 @@ def _resolve_public_path(app: Sphinx, env, node, contnode):
     module = exifclip._EXPORTS.get(match.group(1))
     if module is None:
         return None
-    new_target = f"exifclip.{module}.{match.group(1)}{match.group(2) or ''}"
+    new_target = f"exifclip{module}.{match.group(1)}{match.group(2) or ''}"
     domain = env.get_domain("py")
     return domain.resolve_xref(env, node["refdoc"], app.builder, node["reftype"], new_target, node, contnode)
 

@@ -1,11 +1,11 @@
-"""Distributed plumbing for training: ranks, gathers and global batches.
+"""Distributed plumbing for training: ranks and global batches.
 
 One process is the degenerate case: every helper here works unchanged
-without ``torch.distributed`` initialised. Under ``torchrun`` each rank
-embeds its slice of the global batch, :func:`gather_with_local_grad` gives
-every rank all the embeddings (the local slice keeps its gradient), and
+without ``torch.distributed`` initialised. Under ``torchrun``
 :class:`GlobalBatchSampler` decides which photos each rank and micro-batch
-take. See :mod:`exifclip.training` for how the loss is scaled.
+take; the loss (:class:`~exifclip.modeling.loss.ClipLoss`) gathers the
+embeddings of all ranks and scales the gradients (docs/training.rst, "How a
+step is computed").
 """
 
 from __future__ import annotations
@@ -17,34 +17,10 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-__all__ = ["gather_with_local_grad", "GlobalBatchSampler"]
+# The gather and the gradient scaling live with the loss that uses them; named here for exifclip 0.1 code.
+from ..modeling.loss import gather_with_local_grad, scale_grad  # noqa: F401 - their exifclip 0.1 path
 
-
-def gather_with_local_grad(x: torch.Tensor, group: Any = None) -> torch.Tensor:
-    """Concatenate ``x`` from every rank, in rank order; only the local slice
-    keeps its gradient. Without an initialised process group, ``x`` itself.
-
-    Examples
-    --------
-    >>> import torch
-    >>> gather_with_local_grad(torch.ones(2, 3)).shape
-    torch.Size([2, 3])
-    """
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size(group) == 1:
-        return x
-    parts = [torch.empty_like(x) for _ in range(dist.get_world_size(group))]
-    dist.all_gather(parts, x.detach().contiguous(), group=group)
-    parts[dist.get_rank(group)] = x
-    return torch.cat(parts)
-
-
-def _scale_grad(x: torch.Tensor, factor: float) -> torch.Tensor:
-    """``x`` in value; its gradient multiplied by ``factor``."""
-    if factor == 1.0:
-        return x
-    return x * factor + (x * (1.0 - factor)).detach()
+__all__ = ["DistContext", "GlobalBatchSampler", "setup_distributed"]
 
 
 class GlobalBatchSampler:
@@ -55,7 +31,7 @@ class GlobalBatchSampler:
     step ``s`` uses batch ``s % per_epoch`` of epoch ``s // per_epoch``.
     Iterating yields, for each step from ``start_step`` and each of the
     ``accum_steps`` micro-batches, a list of ``(epoch, index)`` keys for
-    :class:`~exifclip.training_data.ExifPatchDataset`.
+    :class:`~exifclip.training.data.ExifPatchDataset`.
 
     Examples
     --------
@@ -109,7 +85,9 @@ class GlobalBatchSampler:
 
 
 @dataclass
-class _Dist:
+class DistContext:
+    """Where this process stands: its rank, the world size and its device (one process: rank 0 of 1)."""
+
     rank: int = 0
     world: int = 1
     local_rank: int = 0
@@ -135,6 +113,16 @@ class _Dist:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
+    def all_sum(self, value: int) -> int:
+        """``value`` summed over the ranks (every rank gets the sum)."""
+        if self.world == 1:
+            return value
+        import torch.distributed as dist
+
+        total = torch.tensor([value], dtype=torch.int64, device=self.device)
+        dist.all_reduce(total)
+        return int(total.item())
+
     def close(self) -> None:
         if self.owns_group:
             import torch.distributed as dist
@@ -142,15 +130,15 @@ class _Dist:
             dist.destroy_process_group()
 
 
-def _setup_distributed(device: str) -> _Dist:
+def setup_distributed(device: str) -> DistContext:
     import torch.distributed as dist
 
-    from .hub import resolve_device
+    from .._device import resolve_device
 
     initialised = dist.is_available() and dist.is_initialized()
     world = dist.get_world_size() if initialised else int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return _Dist(device=resolve_device(device))
+        return DistContext(device=resolve_device(device))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     want = resolve_device(device)
     if want.type == "cuda":
@@ -160,4 +148,4 @@ def _setup_distributed(device: str) -> _Dist:
     if not initialised:
         dist.init_process_group(backend="nccl" if want.type == "cuda" else "gloo")
         owns = True
-    return _Dist(dist.get_rank(), dist.get_world_size(), local_rank, want, owns)
+    return DistContext(dist.get_rank(), dist.get_world_size(), local_rank, want, owns)

@@ -4,11 +4,10 @@
 its patch embeddings pooled over concentric rings (:func:`ring_features`):
 radial distortion is a function of the radius alone, and grows with it. The
 functional core is :func:`patch_radii`, :func:`ring_features` and
-:func:`fit_ring_regressor`, with the synthesis in :mod:`exifclip.lens`
-(:func:`distort`, :func:`undistort`, :func:`make_distortion_dataset`,
-re-exported here); the estimator validates, holds the embedder and the
-regressor, and calls them. Ring radii are normalised per image (half-diagonals,
-the convention of :mod:`exifclip.lens`), so the output size that barrel
+:func:`fit_ring_regressor` (the warps are in :mod:`exifclip.distortion.lens`,
+training data in :mod:`exifclip.distortion.dataset`); the estimator validates,
+holds the embedder and the regressor, and calls them. Ring radii are normalised per image (half-diagonals,
+the convention of :mod:`exifclip.distortion.lens`), so the output size that barrel
 distortion shrinks is not itself a feature.
 """
 
@@ -18,36 +17,21 @@ import math
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.base import RegressorMixin, clone
+from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._batch import BatchErrors, check_errors
-from .embedder import ImageInputMixin
-from .io import DEFAULT_MAX_PIXELS, as_source_list
-from .lens import (
-    DISTORTION_MODELS,
-    distort,
-    distorted_radius,
-    make_distortion_dataset,
-    monotonic_radius_limit,
-    undistort,
-    undistorted_radius,
-)
-from .patches import PatchGrid
+from .._base import POSITIVE_INT, ImageEstimator
+from ..embedder import ExifPatchEmbedder
+from ..io import DEFAULT_MAX_PIXELS, as_source_list
+from ..patches import PatchGrid
 
 __all__ = [
-    "DISTORTION_MODELS",
     "DistortionRegressor",
     "default_distortion_regressor",
-    "distort",
-    "distorted_radius",
     "fit_ring_regressor",
-    "make_distortion_dataset",
-    "monotonic_radius_limit",
     "patch_radii",
     "ring_features",
-    "undistort",
-    "undistorted_radius",
 ]
 
 
@@ -169,9 +153,9 @@ def fit_ring_regressor(features: Any, y: Any, groups: Any = None, regressor: Any
         return_source_index=True)``). With the default regressor and at least
         three groups, the ridge alpha is chosen by grouped cross-validation
         (``GroupKFold``, at most 5 folds, mean absolute error) over the same
-        grid, so no photo is on both sides of a split; measured on the
-        held-out cameras of ``benchmarks/bench_distortion.py``, leave-one-out
-        picked alphas 100x too small there and lost to the training mean.
+        grid, so no photo is on both sides of a split: leave-one-out over
+        distortions of the same photos picks an alpha far too small (see
+        ``benchmarks/bench_distortion.py``).
     regressor : scikit-learn regressor, optional
         Cloned and fitted instead of the default (``groups`` is then unused).
 
@@ -207,7 +191,7 @@ def fit_ring_regressor(features: Any, y: Any, groups: Any = None, regressor: Any
     return search.fit(features, y, groups=np.asarray(groups)).best_estimator_
 
 
-class DistortionRegressor(ImageInputMixin, RegressorMixin, BaseEstimator):
+class DistortionRegressor(RegressorMixin, ImageEstimator):
     """Estimate the radial lens distortion of photos from their patch embeddings.
 
     Each photo is cut into the embedder's patch grid; patch embeddings are
@@ -245,6 +229,9 @@ class DistortionRegressor(ImageInputMixin, RegressorMixin, BaseEstimator):
     batch_size : int, default=256
         Patches per forward pass.
     device : str, default="auto"
+        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda:1"``, ...
+    dtype : str, optional
+        Weights dtype (default float32; CUDA also runs under autocast).
     progress : bool, default=False
     allow_truncated : bool, default=False
         Decode truncated JPEGs (missing rows become a flat fill, with a
@@ -255,10 +242,10 @@ class DistortionRegressor(ImageInputMixin, RegressorMixin, BaseEstimator):
         bombs); ``None`` lifts exifclip's limit (Pillow's own still applies).
     errors : {"warn", "skip", "raise"}, default="warn"
         What an image that cannot be embedded does (see
-        :mod:`exifclip._batch`): ``predict`` gives NaN in its place and
-        ``fit`` leaves it out, with a :class:`~exifclip._batch.BatchItemWarning`
+        :mod:`exifclip.batch`): ``predict`` gives NaN in its place and
+        ``fit`` leaves it out, with a :class:`~exifclip.batch.BatchItemWarning`
         for ``"warn"``; ``"raise"`` raises
-        :class:`~exifclip._batch.BatchItemError`. ``failures_`` lists them.
+        :class:`~exifclip.batch.BatchItemError`. ``failures_`` lists them.
 
     Attributes
     ----------
@@ -271,6 +258,7 @@ class DistortionRegressor(ImageInputMixin, RegressorMixin, BaseEstimator):
 
     Examples
     --------
+    >>> from exifclip.distortion import make_distortion_dataset
     >>> y, x = np.mgrid[0:120, 0:160]
     >>> scene = np.stack([128 + 100 * np.sin(x / 4.0), 128 + 100 * np.cos(y / 5.0), x], -1).astype(np.uint8)
     >>> images, params = make_distortion_dataset([scene], n=6, k_range=(-0.2, 0.1), seed=0)
@@ -280,6 +268,14 @@ class DistortionRegressor(ImageInputMixin, RegressorMixin, BaseEstimator):
     >>> reg.n_features_   # 4 rings x 128 dimensions
     512
     """
+
+    _parameter_constraints: dict = {
+        **ImageEstimator._parameter_constraints,
+        "n_rings": [POSITIVE_INT],
+        "ring_differences": ["boolean"],
+        "regressor": [HasMethods(["fit", "predict"]), None],
+        "target": [StrOptions(set(_TARGETS))],
+    }
 
     def __init__(
         self,
@@ -294,6 +290,7 @@ class DistortionRegressor(ImageInputMixin, RegressorMixin, BaseEstimator):
         stride: int | None = None,
         batch_size: int = 256,
         device: str = "auto",
+        dtype: str | None = None,
         progress: bool = False,
         allow_truncated: bool = False,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
@@ -310,21 +307,11 @@ class DistortionRegressor(ImageInputMixin, RegressorMixin, BaseEstimator):
         self.stride = stride
         self.batch_size = batch_size
         self.device = device
+        self.dtype = dtype
         self.progress = progress
         self.allow_truncated = allow_truncated
         self.max_pixels = max_pixels
         self.errors = errors
-
-    def _validate_params(self) -> None:
-        check_errors(self.errors)
-        if isinstance(self.n_rings, bool) or not isinstance(self.n_rings, (int, np.integer)) or self.n_rings < 1:
-            raise ValueError(f"n_rings must be a positive integer, got {self.n_rings!r}")
-        if self.target not in _TARGETS:
-            raise ValueError(f"target must be one of {_TARGETS}, got {self.target!r}")
-        if not isinstance(self.ring_differences, (bool, np.bool_)):
-            raise TypeError(f"ring_differences must be True or False, got {self.ring_differences!r}")
-        if self.regressor is not None and not (hasattr(self.regressor, "fit") and hasattr(self.regressor, "predict")):
-            raise ValueError(f"regressor must be a scikit-learn regressor (fit/predict), got {self.regressor!r}")
 
     def _targets(self, y: Any, n_images: int) -> np.ndarray:
         """``y`` as ``(n,)`` for target "k1" or ``(n, 2)`` for "k1k2", validated."""
@@ -352,9 +339,8 @@ class DistortionRegressor(ImageInputMixin, RegressorMixin, BaseEstimator):
         A photo that could not be embedded (see ``errors``) has a row of NaN.
         """
         check_is_fitted(self, "embedder_")
-        report = BatchErrors(self.errors)  # set_params(errors=...) after fit is honoured
-        per_image = self.embedder_._transform_patches(as_source_list(X), report)
-        self.failures_ = report.failures
+        with self._failure_report() as report:
+            per_image = self.embedder_.transform_patches(X, report=report)
         rows = [
             None if item is None else ring_features(item.embeddings, item.grid, int(self.n_rings),
                                                     bool(self.ring_differences))
@@ -390,7 +376,7 @@ class DistortionRegressor(ImageInputMixin, RegressorMixin, BaseEstimator):
         targets = self._targets(y, len(sources))
         if len(sources) < 2:
             raise ValueError(f"X has {len(sources)} image; fitting a regressor needs at least 2")
-        self.embedder_ = self._make_embedder()
+        self.embedder_ = ExifPatchEmbedder(**self._embedding_params()).fit()
         if groups is not None and len(groups) != len(sources):
             raise ValueError(f"groups has {len(groups)} entries but X has {len(sources)} images")
         features = self.radial_features(sources)

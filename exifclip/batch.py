@@ -187,7 +187,7 @@ class BatchErrors:
     >>> BatchErrors("raise").fail(0, "b.jpg", OSError("disk error"))
     Traceback (most recent call last):
     ...
-    exifclip._batch.BatchItemError: image 0 (b.jpg): disk error
+    exifclip.batch.BatchItemError: image 0 (b.jpg): disk error
     """
 
     def __init__(self, errors: str = "warn"):

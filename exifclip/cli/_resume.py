@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ._atomic import atomic_write, remove_stale_parts
+from .._atomic import atomic_write, remove_stale_parts
 
 __all__ = [
     "EmbedParts",

@@ -5,7 +5,7 @@ photo from another, at the same place, with nothing else changed: no
 resizing, no blending, no colour matching. Whatever gives the splice away is
 what differs between the two cameras' pipelines (sensor noise, demosaicing,
 in-camera processing, JPEG quantisation), which is exactly what a camera-trace
-model should see. Read the outputs with :func:`exifclip.datasets.load_synthetic`.
+model should see. Read the outputs with :func:`exifclip.splice.datasets.load_synthetic`.
 
 How one spliced image is made
 -----------------------------
@@ -47,9 +47,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .datasets import IMAGE_EXTENSIONS
-from .exif import read_exif
-from .io import load_image, open_image
+from ..exif import read_exif
+from ..io import IMAGE_EXTENSIONS, load_image, open_image
 
 __all__ = ["make_splices", "random_region", "MANIFEST_COLUMNS", "SyntheticWarning"]
 
@@ -263,6 +262,27 @@ def make_splices(photo_dir: Any, out_dir: Any, n: int, seed: int = 0, jpeg_quali
     """
     photo_dir, out_dir = Path(photo_dir), Path(out_dir)
     n_authentic = n if n_authentic is None else int(n_authentic)
+    _check_arguments(photo_dir, n, n_authentic, max_size, jpeg_quality)
+    _clear_earlier_benchmark(out_dir, manifest, overwrite)
+    photos = _scan(photo_dir)
+    models = sorted({p.model for p in photos})
+    if len(models) < 2:
+        raise ValueError(f"{photo_dir}: need photos from at least two camera models, found "
+                         f"{len(models)} ({', '.join(models) or 'none'}) among {len(photos)} readable photos")
+    rng = np.random.default_rng(seed)
+    source = _Pixels()
+    writer = _Writer(out_dir, jpeg_quality)
+    hosts = _write_spliced(photos, models, n, rng, source, writer, photo_dir, min_area, max_area, max_size)
+    _write_authentic(photos, hosts, n_authentic, rng, source, writer, photo_dir, max_size)
+    rows = [{c: r[c] for c in MANIFEST_COLUMNS} for r in writer.rows]
+    with open(out_dir / manifest, "w", newline="") as fh:
+        csv_writer = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS)
+        csv_writer.writeheader()
+        csv_writer.writerows(rows)
+    return rows
+
+
+def _check_arguments(photo_dir: Path, n: int, n_authentic: int, max_size: int, jpeg_quality: int | None) -> None:
     if n < 0 or n_authentic < 0:
         raise ValueError(f"n and n_authentic must be >= 0, got {n}, {n_authentic}")
     if max_size < 64:
@@ -271,51 +291,65 @@ def make_splices(photo_dir: Any, out_dir: Any, n: int, seed: int = 0, jpeg_quali
         raise ValueError(f"jpeg_quality must be in 1..100, got {jpeg_quality}")
     if not photo_dir.is_dir():
         raise FileNotFoundError(f"{photo_dir}: photo folder not found")
-    if (out_dir / manifest).exists():
-        if not overwrite:
-            raise FileExistsError(f"{out_dir / manifest} exists; pass overwrite=True to replace that benchmark")
-        for p in out_dir.iterdir():
-            if p.is_dir() and (p.name == "masks" or p.name.startswith(("spliced", "authentic"))):
-                shutil.rmtree(p)
-        (out_dir / manifest).unlink()
 
-    photos = _scan(photo_dir)
-    models = sorted({p.model for p in photos})
-    if len(models) < 2:
-        raise ValueError(f"{photo_dir}: need photos from at least two camera models, found "
-                         f"{len(models)} ({', '.join(models) or 'none'}) among {len(photos)} readable photos")
-    rng = np.random.default_rng(seed)
-    variant_q = None if jpeg_quality is None else f"jpeg{int(jpeg_quality)}"
-    for sub in ("spliced", "masks", "authentic") + (() if variant_q is None else
-                                                    (f"spliced_{variant_q}", f"authentic_{variant_q}")):
-        (out_dir / sub).mkdir(parents=True, exist_ok=True)
 
-    bad: set[str] = set()
-    cache: dict[str, np.ndarray] = {}
+def _clear_earlier_benchmark(out_dir: Path, manifest: str, overwrite: bool) -> None:
+    if not (out_dir / manifest).exists():
+        return
+    if not overwrite:
+        raise FileExistsError(f"{out_dir / manifest} exists; pass overwrite=True to replace that benchmark")
+    for p in out_dir.iterdir():
+        if p.is_dir() and (p.name == "masks" or p.name.startswith(("spliced", "authentic"))):
+            shutil.rmtree(p)
+    (out_dir / manifest).unlink()
 
-    def pixels(photo: _Photo) -> np.ndarray | None:
-        if photo.name in bad:
+
+class _Pixels:
+    """Decoded photos, at most one at a time; a photo that fails to decode is left out for good."""
+
+    def __init__(self):
+        self.bad: set[str] = set()
+        self._cache: dict[str, np.ndarray] = {}
+
+    def __call__(self, photo: _Photo) -> np.ndarray | None:
+        if photo.name in self.bad:
             return None
-        if photo.name not in cache:
+        if photo.name not in self._cache:
             try:
-                cache.clear()  # keep at most one decoded pair around
-                cache[photo.name] = load_image(photo.path)
+                self._cache.clear()  # keep at most one decoded pair around
+                self._cache[photo.name] = load_image(photo.path)
             except Exception as exc:  # noqa: BLE001
-                warnings.warn(f"{photo.path}: cannot decode ({exc}); left out", SyntheticWarning, stacklevel=3)
-                bad.add(photo.name)
+                warnings.warn(f"{photo.path}: cannot decode ({exc}); left out", SyntheticWarning, stacklevel=4)
+                self.bad.add(photo.name)
                 return None
-        return cache[photo.name]
+        return self._cache[photo.name]
 
-    def write(arr: np.ndarray, kind: str, idx: int, row: dict, rows: list[dict]) -> None:
+
+class _Writer:
+    """Writes each image as PNG (and a JPEG variant) and collects the manifest rows."""
+
+    def __init__(self, out_dir: Path, jpeg_quality: int | None):
+        self.out_dir, self.rows = out_dir, []
+        self.quality = None if jpeg_quality is None else int(jpeg_quality)
+        self.variant = None if jpeg_quality is None else f"jpeg{self.quality}"
+        for sub in ("spliced", "masks", "authentic") + (() if self.variant is None else
+                                                        (f"spliced_{self.variant}", f"authentic_{self.variant}")):
+            (out_dir / sub).mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, arr: np.ndarray, kind: str, idx: int, row: dict) -> None:
         rel = f"{kind}/{idx:04d}.png"
-        Image.fromarray(arr).save(out_dir / rel, compress_level=3)  # 4x faster than 6, 10 % larger
-        rows.append({**row, "file": rel, "variant": "png"})
-        if variant_q is not None:
-            rel_q = f"{kind}_{variant_q}/{idx:04d}.jpg"
-            Image.fromarray(arr).save(out_dir / rel_q, quality=int(jpeg_quality))
-            rows.append({**row, "file": rel_q, "variant": variant_q})
+        Image.fromarray(arr).save(self.out_dir / rel, compress_level=3)  # 4x faster than 6, 10 % larger
+        self.rows.append({**row, "file": rel, "variant": "png"})
+        if self.variant is not None:
+            rel_q = f"{kind}_{self.variant}/{idx:04d}.jpg"
+            Image.fromarray(arr).save(self.out_dir / rel_q, quality=self.quality)
+            self.rows.append({**row, "file": rel_q, "variant": self.variant})
 
-    rows: list[dict] = []
+
+def _write_spliced(photos: list[_Photo], models: list[str], n: int, rng: np.random.Generator, pixels: _Pixels,
+                   write: _Writer, photo_dir: Path, min_area: float, max_area: float, max_size: int) -> set[str]:
+    """Write ``n`` splices (host and donor from different models); returns the hosts used."""
+    bad = pixels.bad
     by_model = {m: [p for p in photos if p.model == m] for m in models}
     host_order = [photos[i] for i in rng.permutation(len(photos))]
     hosts_used: set[str] = set()
@@ -352,26 +386,29 @@ def make_splices(photo_dir: Any, out_dir: Any, n: int, seed: int = 0, jpeg_quali
             raise RuntimeError(f"{host.path} or {donor.path}: decoded size differs from the header")
         host_crop[region] = donor_px[y:y + h, x:x + w][region]
         mask_rel = f"masks/{made:04d}.png"
-        Image.fromarray(region.astype(np.uint8) * 255).save(out_dir / mask_rel)
+        Image.fromarray(region.astype(np.uint8) * 255).save(write.out_dir / mask_rel)
         row = dict(label=1, mask=mask_rel, host_file=host.name, host_model=host.model, donor_file=donor.name,
                    donor_model=donor.model, area_fraction=f"{region.mean():.6f}", crop_y=y, crop_x=x,
                    height=h, width=w)
-        write(host_crop, "spliced", made, row, rows)
+        write(host_crop, "spliced", made, row)
         hosts_used.add(host.name)
         made += 1
+    return hosts_used
 
-    # Authentic crops: photos not used as hosts first, then the others.
+
+def _write_authentic(photos: list[_Photo], hosts_used: set[str], n: int, rng: np.random.Generator,
+                     pixels: _Pixels, write: _Writer, photo_dir: Path, max_size: int) -> None:
+    """Write ``n`` authentic crops: photos not used as hosts first, then the others."""
     fresh = [photos[i] for i in rng.permutation(len(photos)) if photos[i].name not in hosts_used]
     used = [photos[i] for i in rng.permutation(len(photos)) if photos[i].name in hosts_used]
     order = fresh + used
     made, cursor = 0, 0
-    while made < n_authentic:
-        good = [p for p in order if p.name not in bad]
-        if not good:
+    while made < n:
+        if not [p for p in order if p.name not in pixels.bad]:
             raise ValueError(f"{photo_dir}: no readable photo left for authentic crops")
         photo = order[cursor % len(order)]
         cursor += 1
-        if photo.name in bad:
+        if photo.name in pixels.bad:
             continue
         h, w = _floor(min(photo.height, max_size)), _floor(min(photo.width, max_size))
         y, x = _offset(rng, photo.height - h), _offset(rng, photo.width - w)
@@ -380,12 +417,5 @@ def make_splices(photo_dir: Any, out_dir: Any, n: int, seed: int = 0, jpeg_quali
             continue
         row = dict(label=0, mask="", host_file=photo.name, host_model=photo.model, donor_file="",
                    donor_model="", area_fraction="0.000000", crop_y=y, crop_x=x, height=h, width=w)
-        write(np.ascontiguousarray(px[y:y + h, x:x + w]), "authentic", made, row, rows)
+        write(np.ascontiguousarray(px[y:y + h, x:x + w]), "authentic", made, row)
         made += 1
-
-    rows = [{c: r[c] for c in MANIFEST_COLUMNS} for r in rows]
-    with open(out_dir / manifest, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    return rows

@@ -1,65 +1,40 @@
-"""Radial lens distortion: synthesise it and undo it (the geometry of :mod:`exifclip.distortion`).
+"""Radial lens distortion: synthesise it and undo it.
 
-Conventions (every function here uses them)
---------------------------------------------
-Pixel coordinates
-    Pixel ``(row i, column j)`` has its centre at ``(x, y) = (j, i)``. The
-    distortion centre is given as *fractions* of the image's width and
-    height, ``center=(0.5, 0.5)`` being the image centre, i.e. the point
-    ``(0.5 * W - 0.5, 0.5 * H - 0.5)``; fractions keep their meaning when an
-    image is cropped around its centre.
+Conventions, shared by every function here:
 
-Normalised radius
-    ``r = hypot(x - cx, y - cy) / R`` with ``R = 0.5 * hypot(W, H)``, the
-    half-diagonal of the **distorted** image (the photo as recorded), so the
-    corners of a photo distorted about its centre are at ``r = 1`` whatever
-    its size. ``distort`` measures radii on its output, ``undistort`` on its
-    input: the coefficients describe the photo that carries the distortion.
-
-Models (``r_u``: where an ideal pinhole camera puts a point; ``r_d``: where the lens puts it)
-    - ``"brown"`` (Brown-Conrady, radial terms):
-      ``r_d = r_u * (1 + k1 r_u^2 + k2 r_u^4)``.
-    - ``"division"`` (Fitzgibbon, CVPR 2001):
-      ``r_u = r_d / (1 + k1 r_d^2 + k2 r_d^4)``.
-
-    To first order in ``k`` the two agree (``r_d ~ r_u (1 + k1 r_u^2)``).
-
-Sign
-    In both models **k1 < 0 is barrel distortion**: off-centre points are
-    recorded *closer* to the centre than a pinhole camera would put them
-    (``r_d < r_u``), so straight lines off the centre bow outwards; **k1 > 0
-    is pincushion** (``r_d > r_u``, points pushed outwards).
-
-Scale and crop
-    The distorted and undistorted images share the pixel scale at the
-    distortion centre (``dr_d / dr_u = 1`` at ``r = 0``): nothing is zoomed.
-    The output is the largest rectangle, concentric with the input (same
-    centre fractions), with the input's aspect ratio and the same parity of
-    width and height (so centres stay on the pixel grid), no larger than the
-    input, all of whose pixels sample inside the input: no border of missing
-    pixels that a model could read the distortion from. Barrel distortion
-    therefore shrinks the output of :func:`distort`; pincushion shrinks the
-    output of :func:`undistort`.
-
-Coefficients that make the radial map fold back (non-monotonic) within the
-image's radii are refused with a ``ValueError`` naming them.
+- Pixel ``(row i, column j)`` has its centre at ``(x, y) = (j, i)``; the
+  distortion centre is given as fractions of width and height (``(0.5, 0.5)``
+  is the image centre), which keep their meaning under centred crops.
+- Radii are normalised by the half-diagonal of the **distorted** image (the
+  photo as recorded), so its corners are at ``r = 1`` whatever its size.
+- Models (``r_u``: where a pinhole camera puts a point; ``r_d``: where the
+  lens puts it): ``"brown"`` (Brown-Conrady) ``r_d = r_u (1 + k1 r_u^2 + k2
+  r_u^4)``; ``"division"`` (Fitzgibbon, CVPR 2001) ``r_u = r_d / (1 + k1
+  r_d^2 + k2 r_d^4)``. They agree to first order in ``k``.
+- In both, **k1 < 0 is barrel** (``r_d < r_u``) and k1 > 0 pincushion.
+- Nothing is zoomed (``dr_d / dr_u = 1`` at the centre). The output is the
+  largest centred rectangle with the input's aspect ratio and parity whose
+  pixels all sample inside the input: no border of missing pixels that a
+  model could read the distortion from.
+- Coefficients whose radial map folds back within the image are refused,
+  naming them.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from .io import load_image
+from ..io import load_image
 
 __all__ = [
     "DISTORTION_MODELS",
+    "check_warp_options",
     "distort",
     "distorted_radius",
-    "make_distortion_dataset",
     "monotonic_radius_limit",
     "undistort",
     "undistorted_radius",
@@ -96,6 +71,17 @@ def _check_center(center: Any) -> tuple[float, float]:
     if not (0.0 <= cx <= 1.0 and 0.0 <= cy <= 1.0):
         raise ValueError(f"center must be fractions in [0, 1] of width and height, got {center!r}")
     return cx, cy
+
+
+def check_warp_options(model: str, center: Any) -> tuple[str, tuple[float, float]]:
+    """``model`` and ``center`` of :func:`distort` / :func:`undistort`, validated.
+
+    Examples
+    --------
+    >>> check_warp_options("brown", None)
+    ('brown', (0.5, 0.5))
+    """
+    return _check_model(model), _check_center(center)
 
 
 def _smallest_positive_root(a: float, b: float, c: float) -> float:
@@ -595,90 +581,3 @@ def undistort(image: Any, k1: float, k2: float = 0.0, model: str = "division", c
     unit = 0.5 * math.hypot(shape[1], shape[0])
     warp = _RadialWarp(radii, ratio, lambda h, w: unit, center, shape)
     return warp.apply(image, warp.largest_valid_shape())
-
-
-# -- datasets --------------------------------------------------------------------
-def _check_range(name: str, value: Any) -> tuple[float, float]:
-    try:
-        low, high = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a (low, high) pair of numbers, got {value!r}") from None
-    if not (math.isfinite(low) and math.isfinite(high)) or low > high:
-        raise ValueError(f"{name} must be finite with low <= high, got {value!r}")
-    return low, high
-
-
-def make_distortion_dataset(
-    images: Sequence[Any],
-    n: int,
-    k_range: tuple[float, float],
-    seed: int = 0,
-    *,
-    k2_range: tuple[float, float] = (0.0, 0.0),
-    model: str = "division",
-    center: Any = None,
-    return_source_index: bool = False,
-):
-    """Distorted copies of photos with their coefficients, deterministic by seed.
-
-    Sample ``i`` distorts photo ``source[i]`` with ``k1`` and ``k2`` drawn
-    uniformly from ``k_range`` and ``k2_range``. Every photo is used
-    ``n // len(images)`` or one more times (a shuffled round robin), so
-    grouped cross-validation by photo stays balanced. Each photo is decoded
-    once, when its first sample is made.
-
-    Parameters
-    ----------
-    images : sequence of image sources
-        Undistorted photos (paths, arrays, ...).
-    n : int
-        Number of samples.
-    k_range : (float, float)
-        Range of ``k1`` (``k1 < 0`` barrel), in half-diagonals of the
-        distorted images.
-    seed : int, default=0
-    k2_range : (float, float), default=(0, 0)
-    model : {"division", "brown"}, default="division"
-    center : (float, float), optional
-        Distortion centre (fractions of width and height).
-    return_source_index : bool, default=False
-        Also return which photo each sample came from (the groups for
-        :class:`sklearn.model_selection.GroupKFold`).
-
-    Returns
-    -------
-    distorted : list of ndarray (h, w, 3) uint8
-    params : ndarray of shape (n, 2), float64
-        ``[k1, k2]`` of each sample.
-    source_index : ndarray of shape (n,), int
-        Only with ``return_source_index=True``.
-
-    Examples
-    --------
-    >>> photo = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
-    >>> images, params = make_distortion_dataset([photo], n=3, k_range=(-0.2, 0.1), seed=0)
-    >>> len(images), params.shape, bool(np.all(params[:, 1] == 0))
-    (3, (3, 2), True)
-    """
-    sources = list(images) if not isinstance(images, np.ndarray) or images.ndim == 4 else [images]
-    if not sources:
-        raise ValueError("images is empty: give at least one photo to distort")
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an integer, got {seed!r}")
-    k1_low, k1_high = _check_range("k_range", k_range)
-    k2_low, k2_high = _check_range("k2_range", k2_range)
-    _check_model(model)
-    center = _check_center(center)
-    rng = np.random.default_rng(seed)
-    source_index = rng.permutation(np.arange(n) % len(sources))
-    params = np.column_stack([rng.uniform(k1_low, k1_high, n), rng.uniform(k2_low, k2_high, n)])
-    distorted: list[np.ndarray | None] = [None] * n
-    for s in np.unique(source_index):
-        photo = load_image(sources[s])
-        for i in np.flatnonzero(source_index == s):
-            distorted[i] = distort(photo, params[i, 0], params[i, 1], model=model, center=center)
-    if return_source_index:
-        return distorted, params, source_index
-    return distorted, params

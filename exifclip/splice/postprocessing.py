@@ -14,7 +14,7 @@ after EXIF-SC (Huh et al., ECCV 2018), as pure functions on arrays:
 4. :func:`to_image` - a cell map to pixels, at the positions the cells cover.
 5. :func:`detection_score` - one number per image: is it spliced at all?
 
-:class:`SpliceLocalizer` is the estimator shell over them.
+:class:`~exifclip.splice.localizer.SpliceLocalizer` is the estimator shell over them.
 
 Cells. With stride ``s`` and patch size ``P``, cell ``(r, c)`` is the pixel
 block ``[r*s, (r+1)*s) x [c*s, (c+1)*s)`` and a patch covers the
@@ -26,20 +26,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator
-from sklearn.utils.validation import check_is_fitted
 
-from ._batch import ITEM_ERRORS, BatchErrors, BatchFailure, check_errors
-from .embedder import ImageInputMixin
-from .io import DEFAULT_MAX_PIXELS, as_source_list
-from .patches import PatchGrid
+from ..patches import PatchGrid
 
 __all__ = [
     "DETECTION_SCORES",
-    "SpliceLocalizer",
+    "MASK_METHODS",
     "SpliceResult",
     "calibrate_threshold",
     "cell_shape",
@@ -500,6 +494,10 @@ class SpliceResult:
     timings: dict = field(default_factory=dict)
 
 
+#: How the mask is made: threshold the mean-shift heatmap, or a normalised cut.
+MASK_METHODS = ("meanshift", "ncut")
+
+
 def localize_embeddings(
     embeddings: np.ndarray,
     grid: PatchGrid,
@@ -545,236 +543,3 @@ def localize_embeddings(
         scores=scores,
         timings={"postprocess_s": time.perf_counter() - start},
     )
-
-
-_METHODS = ("meanshift", "ncut")
-
-
-class SpliceLocalizer(ImageInputMixin, BaseEstimator):
-    """Find regions of a photo that came from another camera, zero shot.
-
-    Parameters
-    ----------
-    model : str, default="exifclip-small"
-        Packaged model name, local directory, or Hugging Face Hub id.
-    revision : str, optional
-        Hub branch, tag or commit.
-    patch_size : int, optional
-        Defaults to the model's own.
-    num_per_dim : int, default=30
-        Patches along the longer side (the paper's grid).
-    stride : int, optional
-        Explicit stride, overriding ``num_per_dim``.
-    batch_size : int, default=256
-        Patches per forward pass.
-    device : str, default="auto"
-    method : {"meanshift", "ncut"}, default="meanshift"
-        How the mask is made (the heatmap always comes from mean shift).
-    threshold : float, optional
-        Heatmap threshold for the mask (method "meanshift"). ``None``: split
-        each image's cells in two by 1-D 2-means, unless ``fit(X, masks)``
-        calibrated one.
-    score_method : str, default="mean"
-        Detection score; see :func:`detection_score` (``"mean"`` is the paper's).
-    errors : {"warn", "skip", "raise"}, default="warn"
-        What an image that fails (unreadable, corrupt, smaller than a patch,
-        post-processing error) does to a call over many images.
-        ``"warn"``: its place holds ``None`` (``localize``, ``predict``) or
-        NaN (``decision_function``), a :class:`~exifclip._batch.BatchItemWarning`
-        names it, and the other images are processed; ``"skip"``: the same,
-        silently; ``"raise"``: :class:`~exifclip._batch.BatchItemError`
-        naming it. ``failures_`` lists the failures either way. A failed
-        image never looks like a result: not an empty mask, not a low score.
-        The default keeps a long forensic batch going without hiding
-        anything; see :mod:`exifclip._batch`.
-    progress : bool, default=False
-    allow_truncated : bool, default=False
-        Decode truncated JPEGs (missing rows become a flat fill, with a
-        warning) instead of counting them as failed images; see
-        :func:`exifclip.io.load_image`.
-    max_pixels : int or None, default=exifclip.io.DEFAULT_MAX_PIXELS
-        Images with more pixels are refused before decoding (decompression
-        bombs); ``None`` lifts exifclip's limit (Pillow's own still applies).
-
-    Attributes
-    ----------
-    embedder_ : ExifPatchEmbedder
-        The fitted embedder (holds the model).
-    threshold_ : float or None
-        The mask threshold in use.
-    failures_ : list of BatchFailure
-        The images that failed in the most recent call (``fit`` with images,
-        ``localize``, ``predict``, ``decision_function``, ``score``) as
-        ``(index, source, reason)``, in input order; empty if none did.
-
-    Examples
-    --------
-    >>> import numpy as np, tempfile
-    >>> from exifclip.modeling import create_model
-    >>> d = tempfile.mkdtemp(); create_model("small", seed=0).save_pretrained(d)
-    >>> loc = SpliceLocalizer(model=d, device="cpu").fit()
-    >>> img = np.random.default_rng(0).integers(0, 256, (96, 128, 3), dtype=np.uint8)
-    >>> result = loc.localize([img])[0]
-    >>> result.heatmap.shape, result.mask.dtype
-    ((96, 128), dtype('bool'))
-    """
-
-    def __init__(
-        self,
-        model: str = "exifclip-small",
-        revision: str | None = None,
-        patch_size: int | None = None,
-        num_per_dim: int = 30,
-        stride: int | None = None,
-        batch_size: int = 256,
-        device: str = "auto",
-        method: str = "meanshift",
-        threshold: float | None = None,
-        score_method: str = "mean",
-        errors: str = "warn",
-        progress: bool = False,
-        allow_truncated: bool = False,
-        max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    ):
-        self.model = model
-        self.revision = revision
-        self.patch_size = patch_size
-        self.num_per_dim = num_per_dim
-        self.stride = stride
-        self.batch_size = batch_size
-        self.device = device
-        self.method = method
-        self.threshold = threshold
-        self.score_method = score_method
-        self.errors = errors
-        self.progress = progress
-        self.allow_truncated = allow_truncated
-        self.max_pixels = max_pixels
-
-    def _validate_params(self) -> None:
-        if self.method not in _METHODS:
-            raise ValueError(f"method must be one of {_METHODS}, got {self.method!r}")
-        if self.score_method not in DETECTION_SCORES:
-            raise ValueError(f"score_method must be one of {tuple(DETECTION_SCORES)}, got {self.score_method!r}")
-        if self.threshold is not None and not (isinstance(self.threshold, (int, float)) and 0 <= self.threshold <= 1):
-            raise ValueError(f"threshold must be None or a number in [0, 1], got {self.threshold!r}")
-        check_errors(self.errors)
-
-    def fit(self, X: Any = None, y: Any = None) -> SpliceLocalizer:
-        """Load the model; with ``X`` and masks ``y``, calibrate the threshold.
-
-        Parameters
-        ----------
-        X : image sources, optional
-        y : list of bool masks (None for authentic images), optional
-            When given with ``X``, ``threshold_`` becomes the global heatmap
-            threshold that maximises the mean F1 over the spliced images.
-            Images that fail are left out of it (``errors``, ``failures_``).
-
-        Returns
-        -------
-        self
-        """
-        self._validate_params()
-        self.embedder_ = self._make_embedder()
-        self.threshold_ = self.threshold
-        self.failures_: list[BatchFailure] = []
-        if X is not None and y is not None and self.threshold is None:
-            self.threshold_ = self._calibrate(as_source_list(X), list(y))
-        return self
-
-    def _calibrate(self, X: list, masks: list) -> float | None:
-        if len(masks) != len(X):
-            raise ValueError(f"fit got {len(X)} images and {len(masks)} masks")
-        results = self._localize(X, threshold=None)
-        pairs = [
-            (r.heatmap, np.asarray(m, bool))
-            for r, m in zip(results, masks)
-            if r is not None and m is not None and np.asarray(m).any()
-        ]
-        if not pairs:
-            return None
-        return calibrate_threshold([h for h, _ in pairs], [m for _, m in pairs])
-
-    def _localize(self, X: list, threshold: float | None) -> list[SpliceResult | None]:
-        """Localise every image; failures go through one report and end in ``failures_``."""
-        check_errors(self.errors)  # set_params after fit is honoured, and checked
-        report = BatchErrors(self.errors)
-        try:
-            start = time.perf_counter()
-            per_image = self.embedder_._transform_patches(X, report)
-            embed_s = (time.perf_counter() - start) / max(len(X), 1)
-            out: list[SpliceResult | None] = [None] * len(per_image)
-            for i, item in enumerate(per_image):
-                if item is None:
-                    continue
-                try:
-                    result = localize_embeddings(
-                        item.embeddings,
-                        item.grid,
-                        method=self.method,
-                        threshold=threshold,
-                        score_method=self.score_method,
-                    )
-                except ITEM_ERRORS as exc:  # one image's post-processing: the others are kept
-                    report.fail(i, X[i], exc)
-                    continue
-                result.timings["embed_s"] = embed_s
-                out[i] = result
-            return out
-        finally:
-            self.failures_ = report.failures
-
-    def localize(self, X: Any) -> list[SpliceResult | None]:
-        """Heatmap, mask and score for each image.
-
-        Parameters
-        ----------
-        X : image source or list of them
-
-        Returns
-        -------
-        list of SpliceResult or None
-            Aligned with ``X``; ``None`` where an image failed (``errors``
-            ``"warn"`` or ``"skip"``; listed in ``failures_``).
-
-        Raises
-        ------
-        BatchItemError
-            With ``errors="raise"``, at the first image that fails.
-        """
-        check_is_fitted(self, "embedder_")
-        return self._localize(as_source_list(X), self.threshold_)
-
-    def predict(self, X: Any) -> list[np.ndarray | None]:
-        """The predicted spliced region of each image.
-
-        Returns
-        -------
-        list of ndarray (H, W) bool, or None
-            Aligned with ``X``. A failed image (``errors`` ``"warn"`` or
-            ``"skip"``) gives ``None``, not an all-False mask: "not analysed"
-            must not read as "nothing spliced" (and its size may be unknown).
-        """
-        return [None if r is None else r.mask for r in self.localize(X)]
-
-    def decision_function(self, X: Any) -> np.ndarray:
-        """Detection scores, one per image (higher = more likely spliced).
-
-        Returns
-        -------
-        ndarray of shape (n_images,), float64
-            NaN for images that failed (``errors`` ``"warn"`` or ``"skip"``):
-            never a score that could rank as authentic.
-        """
-        return np.array([np.nan if r is None else r.score for r in self.localize(X)], dtype=np.float64)
-
-    def score(self, X: Any, y: Any) -> float:
-        """p-mAP over the spliced images of ``X`` (masks ``y``; None = authentic).
-
-        Images that fail (``errors`` ``"warn"`` or ``"skip"``) are left out
-        of the mean and listed in ``failures_``.
-        """
-        from .evaluation import pmap_scorer
-
-        return pmap_scorer(self, X, y)

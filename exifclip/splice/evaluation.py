@@ -1,6 +1,6 @@
 """Benchmark-level evaluation: the report over many images, and sklearn scorers.
 
-Built on the per-image functions of :mod:`exifclip.metrics` (see its
+Built on the per-image functions of :mod:`exifclip.splice.metrics` (see its
 conventions: permuted pixel metrics, p-mAP over spliced images only, cIoU on
 boolean masks).
 """
@@ -16,8 +16,8 @@ import numpy as np
 
 from .metrics import (
     HEADLINE,
-    _as_mask,
-    _check_pair,
+    as_mask,
+    check_pair,
     best_f1,
     best_mcc,
     ciou,
@@ -211,7 +211,7 @@ def evaluate_localization(results: Sequence[Any], masks: Sequence[Any], labels: 
     det_scores: list[float] = []
     det_labels: list[int] = []
     for i, (result, mask) in enumerate(zip(results, masks)):
-        mask_arr = None if mask is None else _as_mask(mask, i)
+        mask_arr = None if mask is None else as_mask(mask, i)
         if labels is not None:
             label = int(labels[i])
             if label not in (0, 1):
@@ -242,7 +242,7 @@ def evaluate_localization(results: Sequence[Any], masks: Sequence[Any], labels: 
         if mask_arr is None:
             report.n_no_mask += 1
             continue
-        h, m = _check_pair(heatmap, mask_arr, i)
+        h, m = check_pair(heatmap, mask_arr, i)
         if not m.any() or m.all():
             report.n_single_class += 1
             continue
@@ -253,7 +253,7 @@ def evaluate_localization(results: Sequence[Any], masks: Sequence[Any], labels: 
         per_metric["pixel_auc"].append(s["auc"])
         pred = None if isinstance(result, np.ndarray) else _get(result, "mask")
         if pred is not None:
-            row["ciou"] = ciou(_check_pair(pred, m, i, what="predicted mask")[0], m)
+            row["ciou"] = ciou(check_pair(pred, m, i, what="predicted mask")[0], m)
             per_metric["ciou"].append(row["ciou"])
         report.n_localized += 1
     for k, values in per_metric.items():
@@ -293,7 +293,7 @@ def _pixel_score(estimator: Any, X: Any, y: Sequence[Any], metric: Callable[[Any
     for i, (r, mask) in enumerate(zip(results, y)):
         if r is None or mask is None or np.ndim(mask) == 0:
             continue
-        m = _as_mask(mask, i)
+        m = as_mask(mask, i)
         if not m.any() or m.all():
             continue
         values.append(metric(getattr(r, uses), m))

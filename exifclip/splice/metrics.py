@@ -60,6 +60,8 @@ __all__ = [
     "detection_ap",
     "roc_auc",
     "HEADLINE",
+    "as_mask",
+    "check_pair",
 ]
 
 #: The headline metric, named as every output names it.
@@ -87,7 +89,17 @@ def _as_heatmap(heatmap: Any, index: int | None = None) -> np.ndarray:
     return h
 
 
-def _as_mask(mask: Any, index: int | None = None, what: str = "mask") -> np.ndarray:
+def as_mask(mask: Any, index: int | None = None, what: str = "mask") -> np.ndarray:
+    """A ground-truth or predicted mask as an HxW bool array; 0/1 numbers are accepted.
+
+    Raises ``ValueError`` naming the image (``index``) and what is wrong
+    (shape, dtype, values other than 0 and 1).
+
+    Examples
+    --------
+    >>> as_mask([[0, 1], [1, 0]]).tolist()
+    [[False, True], [True, False]]
+    """
     m = np.asarray(mask)
     if m.ndim == 3 and m.shape[2] == 1:
         m = m[:, :, 0]
@@ -104,10 +116,12 @@ def _as_mask(mask: Any, index: int | None = None, what: str = "mask") -> np.ndar
     return m != 0
 
 
-def _check_pair(heatmap: Any, mask: Any, index: int | None = None,
-                what: str = "heatmap") -> tuple[np.ndarray, np.ndarray]:
-    h = _as_heatmap(heatmap, index) if what == "heatmap" else _as_mask(heatmap, index, what)
-    m = _as_mask(mask, index)
+def check_pair(heatmap: Any, mask: Any, index: int | None = None,
+               what: str = "heatmap") -> tuple[np.ndarray, np.ndarray]:
+    """A heatmap (or, with ``what="predicted mask"``, a mask) and its ground-truth mask,
+    checked to be 2-D arrays of the same HxW; nothing is resized."""
+    h = _as_heatmap(heatmap, index) if what == "heatmap" else as_mask(heatmap, index, what)
+    m = as_mask(mask, index)
     if h.shape != m.shape:
         raise ValueError(
             f"{_where(index)}{what} is {h.shape[0]}x{h.shape[1]} but the mask is "
@@ -232,7 +246,7 @@ def _class_iou(s: _Sweep) -> np.ndarray:
 
 
 def _prepare(heatmap: Any, mask: Any) -> _Sweep:
-    h, m = _check_pair(heatmap, mask)
+    h, m = check_pair(heatmap, mask)
     _check_two_classes(m)
     return _sweep(h, m)
 
@@ -397,7 +411,7 @@ def ciou(pred_mask: Any, mask: Any) -> float:
     >>> ciou(~pred, mask)   # the inverse scores the same
     0.75
     """
-    p, m = _check_pair(pred_mask, mask, what="predicted mask")
+    p, m = check_pair(pred_mask, mask, what="predicted mask")
     return float(max(_ciou_once(p, m), _ciou_once(~p, m)))
 
 

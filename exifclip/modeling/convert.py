@@ -40,7 +40,8 @@ from typing import Any
 import torch
 
 from .hub import load_tokenizer
-from .modeling import ExifClipModel, get_architecture_config
+from .factory import get_architecture_config
+from .model import ExifClipModel
 
 __all__ = ["ConversionError", "convert_official", "load_official_state_dict", "map_official_key"]
 
@@ -242,7 +243,7 @@ def _load_tokenizer(tokenizer: Any, model_max_length: int):
     path = Path(spec)
     try:
         # The paper tokenised with DistilBertTokenizer (lower-cased WordPiece); the fast
-        # class gives the same ids and is what exifclip.hub.load_tokenizer reads back.
+        # class gives the same ids and is what exifclip.modeling.hub.load_tokenizer reads back.
         if path.is_file():  # a bare vocab.txt
             return DistilBertTokenizerFast(vocab=str(path), do_lower_case=True, model_max_length=model_max_length)
         if not path.is_dir():

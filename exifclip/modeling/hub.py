@@ -33,6 +33,10 @@ from typing import Any
 
 import torch
 
+from .._device import resolve_device, resolve_dtype
+from .configuration import ExifClipConfig
+from .model import ExifClipModel
+
 __all__ = [
     "ModelLoadError",
     "ModelNotFoundError",
@@ -42,9 +46,10 @@ __all__ = [
     "packaged_models",
     "clear_model_cache",
     "push_to_hub",
-    "resolve_device",
 ]
 
+#: Where the models shipped inside the package live (``exifclip/models/NAME/``).
+PACKAGED_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 _WEIGHTS = "model.safetensors"
 _WEIGHTS_INDEX = "model.safetensors.index.json"
 _PICKLED = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.pth")
@@ -66,7 +71,7 @@ class ModelLoadError(ValueError):
 
 def packaged_models() -> list[str]:
     """Names of the models shipped inside the package."""
-    root = Path(__file__).with_name("models")
+    root = PACKAGED_MODELS_DIR
     if not root.is_dir():
         return []
     return sorted(p.name for p in root.iterdir() if (p / "config.json").is_file())
@@ -96,7 +101,6 @@ def _check_weights(directory: Path, label: str, allow_pickle: bool = False) -> N
 
 
 def _read_config(directory: Path, label: str):
-    from .modeling import ExifClipConfig
 
     path = directory / "config.json"
     try:
@@ -157,7 +161,6 @@ def _stored_shapes(directory: Path, allow_pickle: bool) -> tuple[dict[str, tuple
 
 
 def _check_fit(config, shapes: dict[str, tuple], label: str) -> None:
-    from .modeling import ExifClipModel
 
     with torch.device("meta"):  # shapes only: no memory, no random init
         expected = {k: tuple(v.shape) for k, v in ExifClipModel(config).state_dict().items()}
@@ -230,7 +233,7 @@ def resolve_model_dir(
     """
     name = os.fspath(name_or_path)
     if name in packaged_models():
-        directory = Path(__file__).with_name("models") / name
+        directory = PACKAGED_MODELS_DIR / name
         _check_weights(directory, name, allow_pickle)
         return directory
     path = Path(name).expanduser()
@@ -246,35 +249,6 @@ def resolve_model_dir(
         f"model {name!r} is not a packaged model (packaged: {known}), not a local model directory, "
         "and not a Hugging Face Hub id of the form 'org/name'"
     )
-
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"`` -> CUDA if available, then Apple MPS, then CPU.
-
-    Examples
-    --------
-    >>> resolve_device("cpu")
-    device(type='cpu')
-    """
-    if device is None or (isinstance(device, str) and device == "auto"):
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(device)
-
-
-def _resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
-    if dtype is None:
-        return torch.float32
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    value = getattr(torch, str(dtype), None)
-    if not isinstance(value, torch.dtype):
-        raise ValueError(f"unknown dtype {dtype!r}; use e.g. 'float32', 'bfloat16' or 'float16'")
-    return value
 
 
 def _fingerprint(directory: Path) -> tuple:
@@ -346,11 +320,10 @@ def load_model(
     """
     from transformers.utils import logging as hf_logging
 
-    from .modeling import ExifClipModel
 
     directory = resolve_model_dir(name_or_path, revision=revision, cache_dir=cache_dir, allow_pickle=allow_pickle)
     torch_device = resolve_device(device)
-    torch_dtype = _resolve_dtype(dtype)
+    torch_dtype = resolve_dtype(dtype)
     label = str(name_or_path)
     key = (str(directory), _fingerprint(directory), str(torch_device), str(torch_dtype))
     with _cache_lock:

@@ -31,10 +31,11 @@ from typing import Any, Callable, Iterable, Iterator, NamedTuple
 import numpy as np
 from PIL import Image
 
+from ..io import IMAGE_EXTENSIONS
+
 __all__ = [
     "Sample",
     "DatasetWarning",
-    "IMAGE_EXTENSIONS",
     "load_columbia",
     "load_dso1",
     "load_korus",
@@ -46,8 +47,6 @@ __all__ = [
     "DATASETS",
 ]
 
-#: File endings taken as images (case-insensitive).
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 
 
 class Sample(NamedTuple):
@@ -414,7 +413,7 @@ def load_folder(root: Any, images: str = "images", masks: str = "masks", invert:
 
 
 def load_synthetic(root: Any, variant: str = "png", manifest: str = "manifest.csv") -> Iterator[Sample]:
-    """A benchmark written by :func:`exifclip.synthetic.make_splices`.
+    """A benchmark written by :func:`exifclip.splice.synthetic.make_splices`.
 
     Reads ``manifest.csv`` and yields the rows of one variant: ``"png"``
     (lossless) or ``"jpeg<q>"`` (recompressed at quality ``q``, e.g.
@@ -424,7 +423,7 @@ def load_synthetic(root: Any, variant: str = "png", manifest: str = "manifest.cs
     root = Path(root)
     manifest = root / manifest
     if not manifest.is_file():
-        raise FileNotFoundError(f"{manifest}: not found (make one with exifclip.synthetic.make_splices)")
+        raise FileNotFoundError(f"{manifest}: not found (make one with exifclip.splice.synthetic.make_splices)")
     with open(manifest, newline="") as fh:
         rows = list(csv.DictReader(fh))
     variants = sorted({r.get("variant", "") for r in rows})

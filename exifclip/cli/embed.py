@@ -1,0 +1,120 @@
+"""``exifclip embed``: image embeddings by camera traces, into one ``.npz`` (resumable)."""
+
+from __future__ import annotations
+
+__all__ = ["NAME", "register", "run"]
+
+import argparse
+import json
+from pathlib import Path
+
+from ._options import CommandError, add_decode_options, add_model_options, error, estimator_kwargs
+
+NAME = "embed"
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(NAME, help="embed images by their camera traces into an .npz file")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--out", required=True, help="output .npz: files, embeddings (n, dim), failed_files")
+    add_model_options(p)
+    p.add_argument("--patches", action="store_true", help="also store every patch embedding and position")
+    p.add_argument("--progress", action="store_true", help="show a progress bar")
+    add_decode_options(p)
+    p.add_argument(
+        "--save-every",
+        type=int,
+        default=256,
+        metavar="N",
+        help="save the work every N images (in .OUT.parts/, merged into OUT at the end), so an "
+        "interrupted run can --resume",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="reuse the images already embedded with the same settings (saved parts of an "
+        "interrupted run, or rows of an existing OUT); failed images are retried",
+    )
+    p.set_defaults(func=run)
+    return p
+
+
+def _settings(args: argparse.Namespace, patch_size: int) -> dict:
+    """What the embeddings depend on: only parts made with the same are reused."""
+    settings = {
+        "model": str(args.model),
+        "revision": args.revision,
+        "patch_size": patch_size,
+        "num_per_dim": args.num_per_dim,
+        "stride": args.stride,
+        "patches": bool(args.patches),
+    }
+    if args.dtype is not None:  # only when given: runs of earlier versions stay resumable
+        settings["dtype"] = args.dtype
+    return settings
+
+
+def _embed_chunk(embedder, chunk: list[str], failed: dict[str, str], keep_patches: bool) -> dict:
+    """Embed some images; returns source key -> item, records (and reports) the failures."""
+    from ..batch import BatchErrors
+    from ..embedder import pool_patch_embeddings
+    from ._resume import source_key
+
+    report = BatchErrors("skip")
+    per_image = embedder.transform_patches(chunk, report=report)
+    for failure in report.failures:
+        error(f"{failure.source}: {failure.reason}")  # the reason no longer names the file
+        failed[chunk[failure.index]] = failure.reason
+    items = {}
+    for path, item in zip(chunk, per_image):
+        if item is None:
+            continue
+        entry = {"embedding": pool_patch_embeddings(item.embeddings)}
+        if keep_patches:
+            entry["patches"], entry["positions"] = item.embeddings, item.grid.positions()
+        items[source_key(path)] = entry
+    return items
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..embedder import ExifPatchEmbedder
+    from ._resume import EmbedParts, source_key
+
+    if args.save_every < 1:
+        raise CommandError(f"--save-every must be a positive number of images, got {args.save_every}")
+    embedder = ExifPatchEmbedder(**estimator_kwargs(args), errors="skip", progress=args.progress).fit()
+    out = Path(args.out)
+    parts = EmbedParts(out, _settings(args, embedder.patch_size_), resume=args.resume)
+    images = [str(p) for p in args.images]
+    resumed = {source_key(p) for p in images} & set(parts.done)
+    pending = list(dict.fromkeys(p for p in images if source_key(p) not in parts.done))  # unique, in order
+    failed: dict[str, str] = {}
+    computed = 0
+    try:
+        for start in range(0, len(pending), args.save_every):
+            items = _embed_chunk(embedder, pending[start : start + args.save_every], failed, args.patches)
+            if items:
+                parts.save_part(items)
+                computed += len(items)
+    except KeyboardInterrupt:
+        raise CommandError(
+            f"interrupted: {computed + len(resumed)} of {len(pending) + len(resumed)} images are saved in "
+            f"{parts.folder}; rerun with --resume to go on",
+            130,
+        ) from None
+    failed_files = [p for p in images if p in failed]
+    extra = {"model": np.asarray(str(args.model)), "patch_size": np.asarray(embedder.patch_size_)}
+    embedded = parts.finish(images, failed_files, embedder.embedding_dim_, extra)
+    summary = {
+        "out": str(out),
+        "embedded": embedded,
+        "computed": computed,
+        "skipped": len(resumed),
+        "failed": len(failed_files),
+        "dim": embedder.embedding_dim_,
+        "model": str(args.model),
+    }
+    print(json.dumps(summary))
+    return 1 if failed_files else 0

@@ -1,0 +1,213 @@
+"""The settings of a training run, as one plain dataclass (one JSON file)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .augment import AugmentConfig
+from .checkpoints import json_default, latest_checkpoint
+
+__all__ = ["TrainingConfig"]
+
+BATCHNORM_MODES = ("batch", "sync", "frozen")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass
+class TrainingConfig:
+    """Everything a training run needs, as plain values (one JSON file).
+
+    Data
+        ``images`` (directory or list of files), ``metadata`` (CSV/JSONL,
+        optional), ``min_tags`` (11: the paper kept photos with more than 10),
+        ``tags`` (``"default"``, ``"all"`` or a list), ``text_style``,
+        ``min_size``, ``cache_images``, ``num_workers`` (DataLoader
+        processes), ``augment`` (``None``: off; ``True`` or a dict of
+        :class:`~exifclip.training.augment.AugmentConfig` fields).
+    Model
+        Exactly one of ``arch`` (train from scratch: a WordPiece vocabulary
+        of ``vocab_size`` is learnt from the corpus's texts) or ``init``
+        (fine-tune a model name/directory/Hub id, keeping its tokenizer);
+        ``revision``; ``patch_size`` (default: the model's).
+    Optimisation
+        ``steps``, ``batch_size`` (global: the photos of one loss over all
+        processes; "How a step is computed" in the training guide),
+        ``accum_steps``, ``lr``, ``warmup_steps``, ``min_lr_ratio``,
+        ``weight_decay``, ``betas``, ``eps``, ``clip_grad_norm`` (``None``:
+        no clipping), ``batchnorm`` (``"batch"``, ``"sync"``, ``"frozen"``),
+        ``precision`` (``"auto"``: bf16 autocast on CUDA, else fp32;
+        ``"fp32"``; ``"bf16"``).
+    Run
+        ``seed``, ``device`` (``"auto"``; under torchrun each rank takes
+        ``cuda:LOCAL_RANK``), ``out_dir`` (``None``: nothing written),
+        ``checkpoint_every`` (0: none), ``keep_checkpoints``, ``eval_every``
+        (steps between calls of the evaluation hook; the last step is always
+        evaluated), ``progress``, ``resume`` (``False``; ``True``: the latest
+        checkpoint in ``out_dir`` if there is one; or a checkpoint directory).
+
+    Examples
+    --------
+    >>> cfg = TrainingConfig(images="photos/", arch="small", steps=100, batch_size=32)
+    >>> TrainingConfig.from_dict(cfg.to_dict()) == cfg
+    True
+    >>> TrainingConfig.from_dict({"stepz": 3})
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown training settings: stepz
+    """
+
+    # metadata: the field's `exifclip train` flag (exifclip.cli.train builds them from it): argparse keywords
+    # (help, choices, nargs, const, metavar, action) plus "flag" (default --field-name) and "exclusive" (a group
+    # of flags of which one may be given). A field without "help" has no flag.
+    images: Any = field(default=None, metadata={
+        "help": "a directory of photos (searched recursively) or image files", "nargs": "+"})
+    metadata: str | None = field(default=None, metadata={
+        "help": "CSV or JSONL mapping files to EXIF (read instead of the files' own EXIF)"})
+    min_tags: int = field(default=11, metadata={"help": "skip photos with fewer EXIF tags in their text"})
+    tags: Any = field(default="default", metadata={"help": "which tags the text holds", "choices": ["default", "all"]})
+    text_style: str = field(default="default", metadata={
+        "help": "value rules of the EXIF text", "choices": ["default", "paper"]})
+    min_size: int | None = None
+    cache_images: bool = field(default=False, metadata={"help": "keep decoded photos in memory"})
+    num_workers: int = field(default=0, metadata={"help": "data-loading processes"})
+    augment: Any = field(default=None, metadata={
+        "help": "processing augmentations (JPEG, resample, blur, noise, gamma), optionally a JSON object of "
+        "AugmentConfig settings", "nargs": "?", "const": "on", "metavar": "JSON"})
+    arch: str | None = field(default=None, metadata={
+        "help": "train from scratch: small or paper-resnet50", "exclusive": "model"})
+    init: str | None = field(default=None, metadata={
+        "help": "fine-tune this model: packaged name, directory or Hub id", "exclusive": "model"})
+    revision: str | None = field(default=None, metadata={"help": "Hub branch, tag or commit of --init"})
+    vocab_size: int = field(default=4096, metadata={"help": "WordPiece vocabulary size when training from scratch"})
+    patch_size: int | None = field(default=None, metadata={"help": "patch side in pixels (default: the model's)"})
+    steps: int = field(default=1000, metadata={"help": "optimiser steps"})
+    batch_size: int = field(default=64, metadata={"help": "global batch: photos per step over all processes"})
+    accum_steps: int = field(default=1, metadata={
+        "help": "micro-batches per step (the loss stays over the global batch)"})
+    lr: float = field(default=1e-4, metadata={"help": "peak learning rate (AdamW)"})
+    warmup_steps: int = field(default=0, metadata={"help": "linear warm-up steps before the cosine decay"})
+    min_lr_ratio: float = field(default=0.0, metadata={"help": "final learning rate as a fraction of --lr"})
+    weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay"})
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-6
+    clip_grad_norm: float | None = field(default=1.0, metadata={"help": "gradient clipping norm (0: none)"})
+    batchnorm: str = field(default="batch", metadata={
+        "help": "batch norm statistics: per process, synchronised, or frozen", "choices": list(BATCHNORM_MODES)})
+    precision: str = field(default="auto", metadata={
+        "help": "auto: bf16 autocast on CUDA, else fp32", "choices": list(PRECISIONS)})
+    seed: int = field(default=0, metadata={"help": "random seed (data order, patches, initialisation)"})
+    device: str = field(default="auto", metadata={
+        "help": "auto, cpu, cuda (under torchrun: each rank its own GPU)"})
+    out_dir: str | None = field(default=None, metadata={
+        "help": "output directory: final model, checkpoints/, train_log.jsonl", "flag": "--out"})
+    checkpoint_every: int = field(default=0, metadata={"help": "steps between checkpoints (0: none)"})
+    keep_checkpoints: int = field(default=2, metadata={"help": "how many recent checkpoints to keep"})
+    eval_every: int = field(default=0, metadata={"help": "steps between calls of --eval-hook"})
+    progress: bool = field(default=True, metadata={
+        "help": "no progress bar", "flag": "--no-progress", "action": "store_false"})
+    resume: Any = field(default=False, metadata={
+        "help": "continue from the latest checkpoint in --out (or from CHECKPOINT); a fresh start if none",
+        "nargs": "?", "const": True, "metavar": "CHECKPOINT"})
+
+    def __post_init__(self):
+        self.betas = tuple(float(b) for b in self.betas)
+        if isinstance(self.images, os.PathLike):
+            self.images = os.fspath(self.images)
+        elif isinstance(self.images, (list, tuple)):
+            self.images = [os.fspath(p) if isinstance(p, os.PathLike) else p for p in self.images]
+        for key in ("metadata", "out_dir", "init"):
+            value = getattr(self, key)
+            if isinstance(value, os.PathLike):
+                setattr(self, key, os.fspath(value))
+        if isinstance(self.resume, os.PathLike):
+            self.resume = os.fspath(self.resume)
+        if isinstance(self.augment, AugmentConfig):
+            self.augment = self.augment.to_dict()
+
+    # -- plain-data round trips ------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        """JSON-ready values (tuples become lists)."""
+        out = dataclasses.asdict(self)
+        out["betas"] = list(self.betas)
+        aug = AugmentConfig.coerce(self.augment)
+        out["augment"] = aug.to_dict() if aug is not None else None
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainingConfig":
+        """Build from a dict; unknown keys are an error (a typo must not be ignored)."""
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown training settings: {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+    def to_json(self, path: str | os.PathLike) -> None:
+        """Write the config as one plain JSON file."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, default=json_default) + "\n")
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> "TrainingConfig":
+        """Read a config written by :meth:`to_json` (or by hand)."""
+        try:
+            values = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: a training config must be a JSON object")
+        return cls.from_dict(values)
+
+    def replace(self, **changes: Any) -> "TrainingConfig":
+        """A copy with some values changed."""
+        return dataclasses.replace(self, **changes)
+
+    def validate(self, *, need_data: bool = True, need_model: bool = True) -> "TrainingConfig":
+        """Check values; raise ``ValueError`` naming the setting. Returns self."""
+        def positive(name, minimum=1):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+                raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+        for name in ("steps", "batch_size", "accum_steps"):
+            positive(name)
+        for name in ("min_tags", "num_workers", "warmup_steps", "checkpoint_every", "eval_every", "seed"):
+            positive(name, 0)
+        positive("keep_checkpoints", 1)
+        if self.patch_size is not None:
+            positive("patch_size")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
+            raise ValueError(f"clip_grad_norm must be positive or None, got {self.clip_grad_norm!r}")
+        if self.batchnorm not in BATCHNORM_MODES:
+            raise ValueError(f"batchnorm must be one of {BATCHNORM_MODES}, got {self.batchnorm!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.text_style not in ("default", "paper"):
+            raise ValueError(f"text_style must be 'default' or 'paper', got {self.text_style!r}")
+        AugmentConfig.coerce(self.augment)
+        if need_model and not self._resuming() and (self.arch is None) == (self.init is None):
+            raise ValueError("give exactly one of arch (train from scratch) or init (fine-tune a model)")
+        if need_data and self.images is None and self.metadata is None:
+            raise ValueError("give images (a directory or list of files) and/or a metadata file")
+        if self.resume not in (False, True, None) and not isinstance(self.resume, str):
+            raise ValueError(f"resume must be False, True or a checkpoint directory, got {self.resume!r}")
+        if self.resume is True and self.out_dir is None:
+            raise ValueError("resume=True needs out_dir (where the checkpoints are)")
+        return self
+
+    def _resuming(self) -> bool:
+        if isinstance(self.resume, str):
+            return True
+        return bool(self.resume) and self.out_dir is not None and latest_checkpoint(self.out_dir) is not None

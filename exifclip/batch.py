@@ -32,20 +32,9 @@ the wrong shape or dtype, is smaller than a patch, or its post-processing
 failed): :data:`ITEM_ERRORS`. Anything else (out of memory, a broken model,
 Ctrl-C) stops the call in every mode.
 
-Adopting it in an estimator
----------------------------
-Store ``errors`` untouched in ``__init__``; in each many-images method::
-
-    report = BatchErrors(self.errors)           # validates the mode
-    for i, source in enumerate(sources):
-        try:
-            results[i] = work(source)
-        except ITEM_ERRORS as exc:
-            report.fail(i, source, exc)         # raises, warns or records
-    self.failures_ = report.failures
-
-Functions that must not warn from a worker thread record with
-``report.fail(..., defer=True)`` and call :meth:`BatchErrors.flush` from the
+Estimators get this through their base (``_failure_report`` in
+:mod:`exifclip._base`); code that warns from a worker thread records with
+``report.fail(..., defer=True)`` and calls :meth:`BatchErrors.flush` from the
 caller's thread.
 """
 

@@ -9,9 +9,8 @@ Conventions
   resized here.
 * A **threshold sweep** predicts "spliced" where ``heatmap >= t`` for every
   distinct heatmap value ``t``, plus the empty prediction. It costs one sort
-  of the pixels and cumulative sums, never a Python loop over thresholds, so
-  every metric of a 12-megapixel map takes one to two seconds together
-  (:func:`localization_scores`).
+  of the pixels and cumulative sums, never a Python loop over thresholds
+  (:func:`localization_scores` computes every metric from one sweep).
 * **Permutation invariance.** Zero-shot self-consistency methods find the
   region that disagrees with the majority but cannot tell which side is the
   splice, so EXIF-SC (Huh et al., ECCV 2018) scores each image with the

@@ -5,41 +5,10 @@ position from a photo *at full resolution* (never resized: resizing smooths
 away the camera traces) and the photo's EXIF written as one line by
 :func:`exifclip.exif.exif_to_text`.
 
-Where the EXIF comes from
--------------------------
-* **Image files** (default): read from each file with
-  :func:`exifclip.exif.read_exif`.
-* **A metadata file** (CSV or JSONL) that maps files to their EXIF, kept apart
-  from the pixels as the paper's YFCC100M metadata was. Each row names the
-  file in a ``file`` column/key (``path``, ``image`` and ``filename`` are also
-  accepted); relative names are resolved against ``root`` (the image
-  directory) or, without one, the metadata file's own directory. The EXIF is
-  one of, in this order:
-
-  - ``text``: the sentence itself, used as is;
-  - ``exif``: a JSON object ``{tag: value}`` (in a CSV cell, as JSON text);
-  - otherwise every other non-empty column (CSV) or key (JSONL) is a tag,
-    e.g. ``file,Make,Model,Exposure Time``.
-
-  The files listed are used, nothing else in the directory.
-
-Which photos are kept
----------------------
-A photo is skipped, counted in :attr:`ExifPatchDataset.skipped` and named in
-:attr:`ExifPatchDataset.skipped_files`, never raising, when
-
-* ``unreadable``: missing, not an image, or its header cannot be parsed;
-* ``too_small``: its shorter side is below ``min_size`` (default: one patch);
-* ``too_few_tags``: it has fewer than ``min_tags`` tags. **The tags counted
-  are those the text contains**: the tags of ``tags`` present in the EXIF
-  (:data:`exifclip.exif.DEFAULT_TAGS` by default; every tag with
-  ``tags="all"``). The paper kept photos with more than 10 tags, hence the
-  default ``min_tags=11`` of :class:`exifclip.training.TrainingConfig`. A
-  ``text`` row counts its ``"Tag: value"`` items;
-* ``decode_failed``: the header was fine but the pixels could not be decoded
-  (a truncated file) when the photo was drawn for a batch. This is found
-  during training: the example is dropped from that batch (the batch is one
-  smaller) and the run goes on.
+Photos come from image files or from a CSV / JSONL metadata file, and
+some are left out (unreadable, too small, too few tags): the formats and the
+rules are in the training guide ("Training data"), and each photo left out is
+named in :attr:`ExifPatchDataset.skipped_files`.
 
 Randomness
 ----------

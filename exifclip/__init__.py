@@ -27,7 +27,7 @@ _EXPORTS = {
     "BatchItemWarning": ".batch",
     # estimators
     "ExifPatchEmbedder": ".embedder",
-    "PatchEmbeddings": ".embedder",
+    "PatchEmbeddings": ".modeling.embedding",
     "SpliceLocalizer": ".splice.localizer",
     "SpliceResult": ".splice.postprocessing",
     "DistortionRegressor": ".distortion.regressor",
@@ -93,7 +93,8 @@ if _TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .distortion.dataset import make_distortion_dataset
     from .distortion.lens import distort, undistort
     from .distortion.regressor import DistortionRegressor
-    from .embedder import ExifPatchEmbedder, PatchEmbeddings
+    from .embedder import ExifPatchEmbedder
+    from .modeling.embedding import PatchEmbeddings
     from .exif import exif_to_text, read_exif
     from .io import ImageDecodeWarning, ImageLoadError, load_image
     from .modeling.configuration import ExifClipConfig

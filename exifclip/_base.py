@@ -21,9 +21,14 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from .batch import ERRORS_MODES, BatchErrors
 
-__all__ = ["EMBEDDING_PARAMETERS", "POSITIVE_INT", "ImageEstimator"]
+__all__ = ["EMBEDDING_MODES", "EMBEDDING_PARAMETERS", "POSITIVE_INT", "ImageEstimator"]
 
 POSITIVE_INT = Interval(Integral, 1, None, closed="left")
+
+#: How patches are embedded: ``"exact"``, each patch through the whole image
+#: tower (the paper's way); ``"fast"``, the tower's trunk once over the photo
+#: and each patch pooled from its feature map (:mod:`exifclip.modeling.dense`).
+EMBEDDING_MODES = ("exact", "fast")
 
 #: The parameters every image estimator takes, with their constraints. An
 #: estimator that wraps an :class:`~exifclip.embedder.ExifPatchEmbedder`
@@ -37,6 +42,7 @@ EMBEDDING_PARAMETERS: dict[str, list | str] = {
     "batch_size": [POSITIVE_INT],
     "device": "no_validation",  # str or torch.device: exifclip._device.resolve_device names a bad one
     "dtype": "no_validation",  # str or torch.dtype: exifclip._device.resolve_dtype names a bad one
+    "mode": [StrOptions(set(EMBEDDING_MODES))],
     "errors": [StrOptions(set(ERRORS_MODES))],
     "progress": ["boolean"],
     "allow_truncated": ["boolean"],

@@ -1,226 +1,38 @@
 """ExifPatchEmbedder: photos in, camera-trace embeddings out.
 
-The functional core is :func:`embed_patches` (images -> per-image patch
-embeddings) and :func:`embed_texts` (EXIF text -> text embeddings); the
-estimator only validates its parameters, loads the model through the
-process-level cache of :mod:`exifclip.modeling.hub`, and calls them.
+The estimator validates its parameters, loads the model through the
+process-level cache of :mod:`exifclip.modeling.hub`, and calls the functional
+core of :mod:`exifclip.modeling.embedding` (:func:`embed_patches`, exact;
+:func:`embed_patches_fast`, fast mode; :func:`embed_texts`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from numbers import Integral, Real
-
 from sklearn.base import TransformerMixin
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from ._device import autocast, resolve_device, resolve_dtype
-from ._base import POSITIVE_INT, ImageEstimator
-from .batch import ITEM_ERRORS, BatchErrors, BatchFailure
+from ._base import EMBEDDING_MODES, POSITIVE_INT, ImageEstimator
+from ._device import resolve_device, resolve_dtype
+from .batch import BatchErrors, BatchFailure
 from .exif import exif_to_text
+from .io import DEFAULT_MAX_PIXELS, as_source_list
+from .modeling.embedding import (  # noqa: F401 - embed_patches and PatchEmbeddings: their exifclip 0.1 path
+    PatchEmbeddings,
+    embed_patches,
+    embed_patches_fast,
+    embed_texts,
+    pool_patch_embeddings,
+)
 from .modeling.hub import load_model
-from .io import DEFAULT_MAX_PIXELS, ImageLoadError, as_source_list, load_image, source_name
-from .modeling.model import ExifClipModel, patches_to_pixel_values
-from .patches import PatchGrid, iter_patch_batches, make_grid, patch_view, prefetch
 
-__all__ = ["ExifPatchEmbedder", "PatchEmbeddings", "embed_patches", "embed_texts", "pool_patch_embeddings"]
-
-
-@dataclass
-class PatchEmbeddings:
-    """The patch embeddings of one image.
-
-    Attributes
-    ----------
-    embeddings : ndarray of shape (n_patches, dim), float32
-        L2-normalised, row-major over the grid.
-    grid : PatchGrid
-        Where each patch was cut.
-    """
-
-    embeddings: np.ndarray
-    grid: PatchGrid
-
-
-#: Patches per forward pass on the CPU, whatever ``batch_size`` says (see
-#: :func:`embed_patches`): oneDNN picks kernels by batch size, and outputs for
-#: the same patch differ by ~1e-7 between batch sizes; a fixed chunk does not.
-CPU_FORWARD_CHUNK = 64
-
-
-def _forward(model, patches: np.ndarray, device, mean, std, pixel_dtype, chunk: int | None) -> np.ndarray:
-    """Unit-norm embeddings of a batch of uint8 patches, in fixed chunks when ``chunk`` is set."""
-    x = torch.from_numpy(patches).to(device, non_blocking=True)
-    n = x.shape[0]
-    if chunk is None:
-        z = model.get_image_features(patches_to_pixel_values(x, mean, std, dtype=pixel_dtype))
-    else:
-        padded = -(-n // chunk) * chunk
-        if padded != n:
-            x = torch.cat([x, x.new_zeros((padded - n, *x.shape[1:]))])
-        z = torch.cat(
-            [
-                model.get_image_features(patches_to_pixel_values(x[i : i + chunk], mean, std, dtype=pixel_dtype))
-                for i in range(0, padded, chunk)
-            ]
-        )[:n]
-    return F.normalize(z.float(), dim=-1).cpu().numpy()
-
-
-def embed_patches(
-    model: ExifClipModel,
-    sources: Sequence[Any],
-    patch_size: int | None = None,
-    num_per_dim: int = 30,
-    stride: int | None = None,
-    batch_size: int = 256,
-    errors: str | BatchErrors = "raise",
-    progress: bool = False,
-    on_error: Callable[[int, Exception], None] | None = None,
-    load_options: dict | None = None,
-) -> list[PatchEmbeddings | None]:
-    """Embed every grid patch of every image, batching across images.
-
-    Parameters
-    ----------
-    model : ExifClipModel
-        Used in inference mode on its own device; CUDA runs under autocast.
-    sources : sequence of image sources
-        Anything :func:`exifclip.io.load_image` accepts.
-    patch_size : int, optional
-        Defaults to the model's ``config.patch_size``.
-    num_per_dim, stride : int
-        The grid (see :func:`exifclip.patches.make_grid`).
-    batch_size : int, default=256
-        Patches per forward pass. On the CPU it is rounded down to a multiple
-        of :data:`CPU_FORWARD_CHUNK` (at least one chunk) and the model sees
-        fixed chunks of that size, the last one zero-padded: the CPU kernels
-        are chosen by batch size and differ in the last bits, so fixed chunks
-        make every embedding bit-identical whatever the batch size and
-        whatever other images share the batch.
-    errors : {"raise", "skip", "warn"} or BatchErrors, default="raise"
-        What a bad image does (see :mod:`exifclip.batch`): raise
-        :class:`~exifclip.batch.BatchItemError` naming it, or leave ``None``
-        in its place (with a warning for ``"warn"``) and embed the others.
-        Patches of the other images that shared a batch with it are kept. A
-        :class:`~exifclip.batch.BatchErrors` passed here collects the
-        failures for the caller.
-    progress : bool, default=False
-        Show a progress bar over images.
-    on_error : callable, optional
-        Called as ``on_error(index, exception)`` for each skipped image.
-    load_options : dict, optional
-        Keyword options of :func:`exifclip.io.load_image` (``allow_truncated``,
-        ``max_pixels``).
-
-    Returns
-    -------
-    list of PatchEmbeddings or None
-        Aligned with ``sources``.
-    """
-    report = errors if isinstance(errors, BatchErrors) else BatchErrors(errors)
-    patch_size = int(patch_size or model.config.patch_size)
-    device = next(model.parameters()).device
-    n = len(sources)
-    grids: list[PatchGrid | None] = [None] * n
-    outputs: list[np.ndarray | None] = [None] * n
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=n, unit="img", desc="embedding")
-    failed: list[tuple[int, Exception]] = []
-
-    def views() -> Iterator[np.ndarray]:
-        # May run in the prefetch thread: warnings wait for the caller's thread.
-        for i, source in enumerate(sources):
-            try:
-                image = load_image(source, **(load_options or {}))
-                try:
-                    grid = make_grid(image.shape, patch_size, num_per_dim=num_per_dim, stride=stride)
-                except ValueError as exc:
-                    raise ImageLoadError(f"{source_name(source)}: {exc}") from None
-            except ITEM_ERRORS as exc:
-                report.fail(i, source, exc, defer=True)
-                failed.append((i, exc))
-                if bar is not None:
-                    bar.update(1)
-                yield np.empty((0, 0, patch_size, patch_size, 3), np.uint8)  # keeps the index
-                continue
-            grids[i] = grid
-            outputs[i] = np.empty((grid.n_patches, model.config.embed_dim), np.float32)
-            yield patch_view(image, grid)
-
-    mean, std = model.config.image_mean, model.config.image_std
-    pixel_dtype = next(model.parameters()).dtype  # bf16 weights on the CPU need bf16 inputs
-    remaining: dict[int, int] = {}
-    chunk = CPU_FORWARD_CHUNK if device.type == "cpu" else None
-    if chunk is not None:
-        batch_size = max(chunk, batch_size // chunk * chunk)
-    batches = iter_patch_batches(views(), batch_size)
-    if device.type != "cpu":
-        # An accelerator leaves the CPU idle during the forward pass: decode and
-        # gather ahead in a thread. On the CPU they would only compete with it.
-        batches = prefetch(batches)
-    try:
-        with torch.inference_mode(), autocast(device):
-            for patches, image_index, patch_index in batches:
-                z = _forward(model, patches, device, mean, std, pixel_dtype, chunk)
-                for i in np.unique(image_index):
-                    sel = image_index == i
-                    outputs[i][patch_index[sel]] = z[sel]
-                    if bar is not None:
-                        remaining.setdefault(int(i), grids[i].n_patches)
-                        remaining[int(i)] -= int(sel.sum())
-                        if remaining[int(i)] == 0:
-                            bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
-        report.flush()
-    if on_error is not None:
-        for i, exc in failed:
-            on_error(i, exc)
-    return [None if g is None else PatchEmbeddings(outputs[i], g) for i, g in enumerate(grids)]
-
-
-def pool_patch_embeddings(embeddings: np.ndarray) -> np.ndarray:
-    """One image's embedding: the L2-normalised mean of its patch embeddings.
-
-    Examples
-    --------
-    >>> [round(float(v), 3) for v in pool_patch_embeddings(np.array([[1.0, 0.0], [0.0, 1.0]]))]
-    [0.707, 0.707]
-    """
-    mean = np.asarray(embeddings, np.float64).mean(axis=0)
-    return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
-
-
-def embed_texts(model: ExifClipModel, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
-    """L2-normalised text embeddings of EXIF sentences, ``(n, dim)`` float32."""
-    if model.tokenizer is None:
-        raise ValueError("this model has no tokenizer saved with it; text embeddings need one")
-    device = next(model.parameters()).device
-    out = []
-    with torch.inference_mode(), autocast(device):
-        for start in range(0, len(texts), batch_size):
-            tokens = model.tokenizer(
-                list(texts[start : start + batch_size]),
-                padding=True,
-                truncation=True,
-                max_length=model.config.max_text_length,
-                return_tensors="pt",
-            )
-            z = model.get_text_features(tokens["input_ids"].to(device), tokens["attention_mask"].to(device))
-            out.append(F.normalize(z.float(), dim=-1).cpu().numpy())
-    return np.concatenate(out) if out else np.empty((0, model.config.embed_dim), np.float32)
+__all__ = ["EMBEDDING_MODES", "ExifPatchEmbedder"]
 
 
 class ExifPatchEmbedder(TransformerMixin, ImageEstimator):
@@ -248,6 +60,12 @@ class ExifPatchEmbedder(TransformerMixin, ImageEstimator):
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda:1"``, ...
     dtype : str, optional
         Weights dtype (default float32; CUDA also runs under autocast).
+    mode : {"exact", "fast"}, default="exact"
+        ``"exact"``: every patch through the whole image tower, as the
+        paper does. ``"fast"``: the tower's trunk once over the photo and
+        each patch's embedding pooled from its feature map, several times
+        faster; results differ near patch borders (see
+        :mod:`exifclip.modeling.dense` and the benchmarks page).
     errors : {"warn", "skip", "raise"}, default="warn"
         What an image that cannot be embedded (unreadable, corrupt, smaller
         than a patch, ...) does to a call over many images. ``"warn"``: it
@@ -321,6 +139,7 @@ class ExifPatchEmbedder(TransformerMixin, ImageEstimator):
         batch_size: int = 256,
         device: str = "auto",
         dtype: str | None = None,
+        mode: str = "exact",
         errors: str = "warn",
         progress: bool = False,
         allow_truncated: bool = False,
@@ -339,6 +158,7 @@ class ExifPatchEmbedder(TransformerMixin, ImageEstimator):
         self.batch_size = batch_size
         self.device = device
         self.dtype = dtype
+        self.mode = mode
         self.errors = errors
         self.progress = progress
         self.allow_truncated = allow_truncated
@@ -496,17 +316,12 @@ class ExifPatchEmbedder(TransformerMixin, ImageEstimator):
             return self._embed(sources, own)
 
     def _embed(self, sources: list, report: BatchErrors) -> list[PatchEmbeddings | None]:
-        return embed_patches(
-            self.model_,
-            sources,
-            patch_size=self.patch_size_,
-            num_per_dim=self.num_per_dim,
-            stride=self.stride,
-            batch_size=self.batch_size,
-            errors=report,
-            progress=self.progress,
-            load_options={"allow_truncated": bool(self.allow_truncated), "max_pixels": self.max_pixels},
-        )
+        common = dict(patch_size=self.patch_size_, num_per_dim=self.num_per_dim, stride=self.stride, errors=report,
+                      progress=self.progress,
+                      load_options={"allow_truncated": bool(self.allow_truncated), "max_pixels": self.max_pixels})
+        if self.mode == "fast":
+            return embed_patches_fast(self.model_, sources, **common)
+        return embed_patches(self.model_, sources, batch_size=self.batch_size, **common)
 
     def transform(self, X: Any) -> np.ndarray:
         """Image embeddings: the L2-normalised mean of each image's patches.

@@ -60,7 +60,8 @@ from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import ImageEstimator
-from .embedder import ExifPatchEmbedder, embed_texts, pool_patch_embeddings
+from .embedder import ExifPatchEmbedder
+from .modeling.embedding import embed_texts, pool_patch_embeddings
 from .io import DEFAULT_MAX_PIXELS
 
 __all__ = [
@@ -288,6 +289,12 @@ class ExifZeroShotClassifier(ClassifierMixin, ImageEstimator):
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda:1"``, ...
     dtype : str, optional
         Weights dtype (default float32; CUDA also runs under autocast).
+    mode : {"exact", "fast"}, default="exact"
+        ``"exact"``: every patch through the whole image tower, as the
+        paper does. ``"fast"``: the tower's trunk once over the photo and
+        each patch's embedding pooled from its feature map, several times
+        faster; results differ near patch borders (see
+        :mod:`exifclip.modeling.dense` and the benchmarks page).
     errors : {"warn", "skip", "raise"}, default="warn"
         What an image that cannot be embedded does to a call over many
         (the rule of every exifclip estimator, :mod:`exifclip.batch`):
@@ -362,6 +369,7 @@ class ExifZeroShotClassifier(ClassifierMixin, ImageEstimator):
         batch_size: int = 256,
         device: str = "auto",
         dtype: str | None = None,
+        mode: str = "exact",
         errors: str = "warn",
         progress: bool = False,
         allow_truncated: bool = False,
@@ -380,6 +388,7 @@ class ExifZeroShotClassifier(ClassifierMixin, ImageEstimator):
         self.batch_size = batch_size
         self.device = device
         self.dtype = dtype
+        self.mode = mode
         self.errors = errors
         self.progress = progress
         self.allow_truncated = allow_truncated

@@ -57,6 +57,10 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=256, help="patches per forward pass")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     parser.add_argument("--dtype", help="weights dtype: float32 (default), bfloat16 or float16")
+    parser.add_argument("--fast", action="store_true",
+                        help="fast mode: the network runs once over the whole photo and each patch's embedding is "
+                        "pooled from it, instead of every patch through the network (see the docs for how the "
+                        "results differ)")
 
 
 def add_decode_options(parser: argparse.ArgumentParser) -> None:
@@ -116,6 +120,7 @@ def estimator_kwargs(args: argparse.Namespace) -> dict:
         "batch_size": args.batch_size,
         "device": args.device,
         "dtype": args.dtype,
+        "mode": "fast" if args.fast else "exact",
         **decode_kwargs(args),
     }
 

@@ -51,13 +51,15 @@ def _settings(args: argparse.Namespace, patch_size: int) -> dict:
     }
     if args.dtype is not None:  # only when given: runs of earlier versions stay resumable
         settings["dtype"] = args.dtype
+    if args.fast:
+        settings["mode"] = "fast"
     return settings
 
 
 def _embed_chunk(embedder, chunk: list[str], failed: dict[str, str], keep_patches: bool) -> dict:
     """Embed some images; returns source key -> item, records (and reports) the failures."""
     from ..batch import BatchErrors
-    from ..embedder import pool_patch_embeddings
+    from ..modeling.embedding import pool_patch_embeddings
     from ._resume import source_key
 
     report = BatchErrors("skip")

@@ -69,6 +69,8 @@ def settings_of(args: argparse.Namespace) -> dict:
     }
     if args.dtype is not None:  # only when given: results of earlier versions stay resumable
         settings["dtype"] = args.dtype
+    if args.fast:
+        settings["mode"] = "fast"
     return settings
 
 

@@ -232,6 +232,12 @@ class DistortionRegressor(RegressorMixin, ImageEstimator):
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda:1"``, ...
     dtype : str, optional
         Weights dtype (default float32; CUDA also runs under autocast).
+    mode : {"exact", "fast"}, default="exact"
+        ``"exact"``: every patch through the whole image tower, as the
+        paper does. ``"fast"``: the tower's trunk once over the photo and
+        each patch's embedding pooled from its feature map, several times
+        faster; results differ near patch borders (see
+        :mod:`exifclip.modeling.dense` and the benchmarks page).
     progress : bool, default=False
     allow_truncated : bool, default=False
         Decode truncated JPEGs (missing rows become a flat fill, with a
@@ -291,6 +297,7 @@ class DistortionRegressor(RegressorMixin, ImageEstimator):
         batch_size: int = 256,
         device: str = "auto",
         dtype: str | None = None,
+        mode: str = "exact",
         progress: bool = False,
         allow_truncated: bool = False,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
@@ -308,6 +315,7 @@ class DistortionRegressor(RegressorMixin, ImageEstimator):
         self.batch_size = batch_size
         self.device = device
         self.dtype = dtype
+        self.mode = mode
         self.progress = progress
         self.allow_truncated = allow_truncated
         self.max_pixels = max_pixels

@@ -43,6 +43,12 @@ class SpliceLocalizer(ImageEstimator):
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda:1"``, ...
     dtype : str, optional
         Weights dtype (default float32; CUDA also runs under autocast).
+    mode : {"exact", "fast"}, default="exact"
+        ``"exact"``: every patch through the whole image tower, as the
+        paper does. ``"fast"``: the tower's trunk once over the photo and
+        each patch's embedding pooled from its feature map, several times
+        faster; results differ near patch borders (see
+        :mod:`exifclip.modeling.dense` and the benchmarks page).
     method : {"meanshift", "ncut"}, default="meanshift"
         How the mask is made (the heatmap always comes from mean shift).
     threshold : float, optional
@@ -111,6 +117,7 @@ class SpliceLocalizer(ImageEstimator):
         batch_size: int = 256,
         device: str = "auto",
         dtype: str | None = None,
+        mode: str = "exact",
         method: str = "meanshift",
         threshold: float | None = None,
         score_method: str = "mean",
@@ -127,6 +134,7 @@ class SpliceLocalizer(ImageEstimator):
         self.batch_size = batch_size
         self.device = device
         self.dtype = dtype
+        self.mode = mode
         self.method = method
         self.threshold = threshold
         self.score_method = score_method

@@ -1,0 +1,148 @@
+"""Fast mode against exact mode: speed, and how far the results move.
+
+Two parts, each in one run so that ratios compare like with like:
+
+``speed``
+    Seconds per photo of ``SpliceLocalizer(mode=...).localize`` (embedding
+    and post-processing) for ``exifclip-small`` (packaged) and a random-init
+    ``paper-resnet50``, on 1, 12 and 50 MP photos (camera photos from
+    ``--data`` tiled up to size, so the pixels have real camera statistics),
+    on the default grid (30 patches along the longer side) and on a dense
+    grid (stride = patch / 4, the paper's overlap on a 1-MP photo). The cost
+    of exact mode follows the number of patches; that of fast mode the number
+    of pixels, so the ratio is about the grid's overlap ``(patch / stride)^2``.
+``agreement``
+    On real photos: cosine between the exact and fast embedding of each
+    patch, and the correlation of the two heatmaps, for the packaged model.
+
+Usage::
+
+    OMP_NUM_THREADS=2 python benchmarks/bench_fast_mode.py speed --data ../shared/data/digicam
+    python benchmarks/bench_fast_mode.py agreement --data ../shared/data/digicam --n 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+SIZES_MP = {"1": (1024, 1024), "12": (3000, 4000), "50": (6144, 8192)}
+
+
+def _camera_mosaic(data: Path, shape: tuple[int, int]) -> np.ndarray:
+    """A photo of ``shape`` tiled from real camera photos (no resizing)."""
+    from exifclip import load_image
+
+    files = sorted(p for p in data.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
+    out = np.empty((*shape, 3), np.uint8)
+    y = i = 0
+    while y < shape[0]:
+        x, row_h = 0, None
+        while x < shape[1]:
+            tile = load_image(files[i % len(files)])
+            i += 1
+            h, w = min(tile.shape[0], shape[0] - y), min(tile.shape[1], shape[1] - x)
+            row_h = h if row_h is None else min(row_h, h)
+            out[y:y + h, x:x + w] = tile[:h, :w]
+            x += w
+        y += row_h
+    return out
+
+
+def _models(work: Path) -> dict[str, str]:
+    from exifclip.modeling import create_model
+
+    paper = work / "paper-resnet50-random"
+    if not (paper / "config.json").is_file():
+        create_model("paper-resnet50", seed=0).save_pretrained(paper)
+    return {"exifclip-small": "exifclip-small", "paper-resnet50 (random)": str(paper)}
+
+
+def _time(localizer, image: np.ndarray, repeats: int) -> float:
+    localizer.localize([image])  # warm-up: model load, kernel selection
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        localizer.localize([image])
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def speed(args: argparse.Namespace) -> list[dict]:
+    import torch
+
+    from exifclip import SpliceLocalizer
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        models = _models(Path(tmp))
+        for size in args.sizes:
+            image = _camera_mosaic(Path(args.data), SIZES_MP[size])
+            for label, model in models.items():
+                for grid in ("default", "dense"):
+                    if grid == "dense" and size != "12":
+                        continue
+                    row = {"model": label, "megapixels": size, "grid": grid, "threads": torch.get_num_threads()}
+                    for mode in ("exact", "fast"):
+                        loc = SpliceLocalizer(model=model, device="cpu", mode=mode, errors="raise").fit()
+                        if grid == "dense":
+                            loc.set_params(stride=max(loc.embedder_.patch_size_ // 4, 1))
+                        row[f"{mode}_s"] = round(_time(loc, image, args.repeats), 3)
+                        row["patches"] = loc.localize([image])[0].grid.n_patches if mode == "fast" else None
+                    row["speedup"] = round(row["exact_s"] / row["fast_s"], 2)
+                    print(json.dumps(row), flush=True)
+                    rows.append(row)
+    return rows
+
+
+def agreement(args: argparse.Namespace) -> list[dict]:
+    from exifclip import ExifPatchEmbedder, SpliceLocalizer, load_image
+
+    files = sorted(p for p in Path(args.data).iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
+    rng = np.random.default_rng(0)
+    files = [files[i] for i in sorted(rng.choice(len(files), size=min(args.n, len(files)), replace=False))]
+    rows = []
+    embedder = ExifPatchEmbedder(device="cpu").fit()
+    for f in files:
+        image = load_image(f)
+        exact = embedder.set_params(mode="exact").transform_patches([image])[0]
+        fast = embedder.set_params(mode="fast").transform_patches([image])[0]
+        cosine = np.sum(exact.embeddings * fast.embeddings, axis=1)
+        heat = [SpliceLocalizer(device="cpu", mode=m).fit().localize([image])[0].heatmap for m in ("exact", "fast")]
+        corr = float(np.corrcoef(heat[0].ravel(), heat[1].ravel())[0, 1])
+        rows.append({"file": f.name, "megapixels": round(image.shape[0] * image.shape[1] / 1e6, 2),
+                     "patch_cosine_median": float(np.median(cosine)),
+                     "patch_cosine_p10": float(np.quantile(cosine, 0.1)), "heatmap_correlation": corr})
+        print(json.dumps(rows[-1]), flush=True)
+    summary = {k: float(np.median([r[k] for r in rows])) for k in ("patch_cosine_median", "heatmap_correlation")}
+    print(json.dumps({"median over photos": summary, "photos": len(rows)}))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="part", required=True)
+    p = sub.add_parser("speed")
+    p.add_argument("--data", required=True, help="a folder of camera JPEGs (e.g. ../shared/data/digicam)")
+    p.add_argument("--sizes", nargs="+", default=list(SIZES_MP), choices=list(SIZES_MP))
+    p.add_argument("--repeats", type=int, default=1)
+    p = sub.add_parser("agreement")
+    p.add_argument("--data", required=True)
+    p.add_argument("--n", type=int, default=20)
+    for p in sub.choices.values():
+        p.add_argument("--out", help="also write the rows as JSON")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    rows = speed(args) if args.part == "speed" else agreement(args)
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Fast mode: the trunk once per photo, each patch pooled from the feature map."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from exifclip import ExifPatchEmbedder, SpliceLocalizer
+from exifclip.cli import main
+from exifclip.modeling.dense import dense_patch_embeddings, feature_stride, trunk_features, window_weights
+from exifclip.patches import make_grid
+
+from .conftest import TINY, make_tiny_model
+
+
+def _whole_trunk(model, image):
+    from exifclip.modeling.model import patches_to_pixel_values
+
+    pixels = patches_to_pixel_values(torch.from_numpy(image)[None], model.config.image_mean, model.config.image_std)
+    vision = model.vision_model
+    return vision.encoder(vision.embedder(pixels)).last_hidden_state[0]
+
+
+@pytest.mark.parametrize("first_stage_down", [False, True])
+def test_feature_stride_is_the_trunks(first_stage_down):
+    model = make_tiny_model(vision_config={**TINY["vision_config"], "downsample_in_first_stage": first_stage_down})
+    image = np.zeros((160, 224, 3), np.uint8)
+    with torch.inference_mode():
+        features = _whole_trunk(model, image)
+    s = feature_stride(model)
+    assert features.shape[1:] == (-(-160 // s), -(-224 // s))
+    assert s == (64 if first_stage_down else 32)
+
+
+def test_window_weights_average_the_cells_a_window_covers():
+    w = window_weights(np.array([0, 10, 40]), size=50, n_cells=4, stride=32)
+    np.testing.assert_allclose(w.sum(axis=1), 1.0)
+    np.testing.assert_allclose(w[1], [22 / 50, 28 / 50, 0, 0])
+    np.testing.assert_allclose(w[2], [0, 24 / 50, 26 / 50, 0])
+
+
+def test_tiles_give_the_whole_photo_features(rng):
+    model = make_tiny_model()
+    image = rng.integers(0, 256, (200, 330, 3), dtype=np.uint8)
+    with torch.inference_mode():
+        whole = _whole_trunk(model, image)
+        wide = trunk_features(model, image, tile=64, margin=512)  # every tile sees the whole photo
+        tiled = trunk_features(model, image, tile=64, margin=96)
+    assert wide.shape == whole.shape == tiled.shape
+    torch.testing.assert_close(wide, whole, atol=1e-5, rtol=1e-5)
+    # A margin of real pixels makes the seams vanish up to what lies beyond it.
+    assert float((tiled - whole).abs().max()) < 1e-3 * float(whole.abs().max()) + 1e-4
+
+
+def test_a_patch_covering_the_photo_is_embedded_as_in_exact_mode(rng, tiny_model_dir):
+    image = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    embedder = ExifPatchEmbedder(model=str(tiny_model_dir), device="cpu", patch_size=64, stride=64)
+    exact = embedder.fit().transform_patches([image])[0].embeddings
+    fast = embedder.set_params(mode="fast").fit().transform_patches([image])[0].embeddings
+    np.testing.assert_allclose(fast, exact, atol=1e-5)
+
+
+def test_each_patch_is_the_mean_of_the_feature_cells_under_it(rng):
+    # Patches aligned to the 32-px cells: patch (r, c) of a 64-px grid with
+    # stride 32 averages cells [r, r + 2) x [c, c + 2) of the whole photo's map.
+    model = make_tiny_model()
+    image = rng.integers(0, 256, (160, 224, 3), dtype=np.uint8)
+    grid = make_grid(image.shape, 64, stride=32)
+    with torch.inference_mode():
+        fast = dense_patch_embeddings(model, image, grid, tile=64, margin=512)
+        features = _whole_trunk(model, image)
+        pooled = torch.stack([features[:, r:r + 2, c:c + 2].mean(dim=(1, 2))
+                              for r in range(grid.n_rows) for c in range(grid.n_cols)])
+        reference = torch.nn.functional.normalize(model.image_projection(pooled), dim=-1).numpy()
+    np.testing.assert_allclose(fast, reference, atol=1e-5)
+
+
+def test_fast_localizer_keeps_the_batch_rule(tiny_model_dir, rng):
+    loc = SpliceLocalizer(model=str(tiny_model_dir), device="cpu", stride=8, mode="fast", errors="skip").fit()
+    good = rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    results = loc.localize([good, np.zeros((8, 8, 3), np.uint8), good])
+    assert results[1] is None and [f.index for f in loc.failures_] == [1]
+    assert results[0].heatmap.shape == (96, 128)
+    np.testing.assert_allclose(results[0].heatmap, results[2].heatmap)
+    with pytest.raises(ValueError, match="mode"):
+        SpliceLocalizer(model=str(tiny_model_dir), mode="quick").fit()
+
+
+def test_cli_fast_flag_is_recorded(tiny_model_dir, tmp_path, rng):
+    from PIL import Image
+
+    path = tmp_path / "a.png"
+    Image.fromarray(rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)).save(path)
+    out = tmp_path / "out"
+    assert main(["localize", str(path), "--out", str(out), "--model", str(tiny_model_dir), "--device", "cpu",
+                 "--stride", "16", "--fast"]) == 0
+    record = json.loads((out / "a.json").read_text())
+    assert record["settings"]["mode"] == "fast"

@@ -4,7 +4,7 @@ All camera models of ``digicam`` and ``cameras-extra`` (merged by normalised
 make and model) are split into 5 folds by camera model, deterministically for
 a seed and balanced in photos (:func:`make_split`, written to JSON so that
 training recipes use the same folds: :func:`fold_photos`). For every fold,
-:func:`exifclip.synthetic.make_splices` builds splices whose host and donor
+:func:`exifclip.splice.synthetic.make_splices` builds splices whose host and donor
 both come from that fold's cameras (two different models; region 5-35 % of
 the crop, pasted at the same place without resampling) and as many authentic
 crops, in PNG and JPEG-90. Methods, on the same images:
@@ -241,7 +241,7 @@ def score_images(localize, samples: list[dict]) -> list[dict]:
     return rows
 
 
-def make_localizer(method: str, model_dir: str | None):
+def make_localizer(method: str, model_dir: str | None, mode: str = "exact"):
     if method.startswith("splicebuster-"):
         model = method.split("-", 1)[1]
         return lambda img: splicebuster_localize(img, model=model)
@@ -249,12 +249,12 @@ def make_localizer(method: str, model_dir: str | None):
         return noise_residual_localize
     from exifclip import SpliceLocalizer
 
-    loc = SpliceLocalizer(model=model_dir, device="cpu").fit()
+    loc = SpliceLocalizer(model=model_dir, device="cpu", mode=mode).fit()
     return lambda img: loc.localize([img])[0]
 
 
 def run_method(method: str, label: str, model_for_fold, folds: list[int], variants: list[str],
-               fold_data: dict, results_dir: Path) -> dict[str, list[dict]]:
+               fold_data: dict, results_dir: Path, mode: str = "exact") -> dict[str, list[dict]]:
     """Per-image rows by variant over the folds; each (fold, variant) cached as JSON."""
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("_")
     out: dict[str, list[dict]] = {v: [] for v in variants}
@@ -266,7 +266,7 @@ def run_method(method: str, label: str, model_for_fold, folds: list[int], varian
                 rows = json.loads(path.read_text())
             else:
                 if localize is None:
-                    localize = make_localizer(method, model_for_fold(k))
+                    localize = make_localizer(method, model_for_fold(k), mode)
                 start = time.perf_counter()
                 rows = score_images(localize, fold_data[k][v])
                 for r in rows:
@@ -287,11 +287,11 @@ def summarise(rows: list[dict], n_boot: int = 1000, seed: int = 0) -> dict:
 
     Pixel metrics are means over the spliced images that have them (as in
     :func:`exifclip.evaluate_localization`); detection AP is
-    :func:`exifclip.metrics.detection_ap` over all images. The bootstrap
+    :func:`exifclip.splice.metrics.detection_ap` over all images. The bootstrap
     resamples the spliced and the authentic images separately, with
     replacement, ``n_boot`` times.
     """
-    from exifclip.metrics import detection_ap
+    from exifclip.splice.metrics import detection_ap
 
     labels = np.array([r["label"] for r in rows], int)
     scores = np.array([np.nan if r.get("score") is None else r["score"] for r in rows], float)
@@ -370,6 +370,8 @@ def main() -> None:
     parser.add_argument("--model", default="exifclip-small", help="packaged name or directory")
     parser.add_argument("--fold-models", help="directory pattern with {k}: fold k scored by its own model")
     parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--mode", choices=["exact", "fast"], default="exact",
+                        help="how the models embed patches (SpliceLocalizer(mode=...)); fast runs are labelled so")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--out-json")
     parser.add_argument("--out-md")
@@ -403,19 +405,20 @@ def main() -> None:
 
         create_model("small", seed=0).save_pretrained(random_dir)
     runs = []  # (method, label, model_for_fold)
+    suffix = " (fast)" if args.mode == "fast" else ""
     if "model" in args.methods:
         if args.fold_models:
-            runs.append(("model", f"fold models {args.fold_models}", lambda k: args.fold_models.format(k=k)))
+            runs.append(("model", f"fold models {args.fold_models}{suffix}", lambda k: args.fold_models.format(k=k)))
         else:
-            runs.append(("model", args.model, lambda k: args.model))
+            runs.append(("model", f"{args.model}{suffix}", lambda k: args.model))
     if "random" in args.methods:
-        runs.append(("random", "random-init small", lambda k: str(random_dir)))
+        runs.append(("random", f"random-init small{suffix}", lambda k: str(random_dir)))
     for m in ("splicebuster-gg", "splicebuster-gu", "noise-variance"):
         if m in args.methods:
             runs.append((m, m, lambda k: None))
 
     results_dir = cache / "results" / bench_id
-    per_image = {label: run_method(method, label, fn, folds, args.variants, fold_data, results_dir)
+    per_image = {label: run_method(method, label, fn, folds, args.variants, fold_data, results_dir, args.mode)
                  for method, label, fn in runs}
     table = []
     for v in args.variants:

@@ -57,7 +57,7 @@ def test_splicebuster_finds_a_noisier_region():
     img = base + np.where(mask, rng.normal(0, 4, (h, w)), rng.normal(0, 1.5, (h, w)))
     img = np.clip(np.rint(img), 0, 255).astype(np.uint8)[..., None].repeat(3, 2)
     result = splicebuster_localize(img, model="gg")
-    from exifclip.metrics import pixel_map_score
+    from exifclip.splice.metrics import pixel_map_score
 
     assert result.heatmap.shape == (h, w) and result.mask.shape == (h, w)
     assert pixel_map_score(result.heatmap, mask) > 0.8

@@ -99,3 +99,14 @@ def test_cli_fast_flag_is_recorded(tiny_model_dir, tmp_path, rng):
                  "--stride", "16", "--fast"]) == 0
     record = json.loads((out / "a.json").read_text())
     assert record["settings"]["mode"] == "fast"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_cuda_embeddings_match_the_cpu_ones_under_autocast(tiny_model_dir, rng, mode):
+    image = rng.integers(0, 256, (200, 260, 3), dtype=np.uint8)
+    cpu = ExifPatchEmbedder(model=str(tiny_model_dir), device="cpu", stride=16, mode=mode).fit()
+    gpu = ExifPatchEmbedder(model=str(tiny_model_dir), device="cuda", stride=16, mode=mode).fit()
+    a, b = cpu.transform_patches([image])[0], gpu.transform_patches([image])[0]
+    assert a.grid == b.grid
+    assert np.median(np.sum(a.embeddings * b.embeddings, axis=1)) > 0.99  # bf16/fp16 autocast on the GPU

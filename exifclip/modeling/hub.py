@@ -55,7 +55,7 @@ _WEIGHTS_INDEX = "model.safetensors.index.json"
 _PICKLED = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.pth")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 _HUB_FILES = ["config.json", "*.safetensors", "model.safetensors.index.json", "tokenizer*", "vocab.txt",
-              "special_tokens_map.json", "README.md"]
+              "special_tokens_map.json", "README.md", "score_calibration.json"]
 
 _cache: dict[tuple, Any] = {}
 _cache_lock = threading.RLock()
@@ -302,7 +302,8 @@ def load_model(
     Returns
     -------
     ExifClipModel
-        In eval mode, with ``model.tokenizer`` set when the directory has one.
+        In eval mode, with ``model.tokenizer`` set when the directory has one
+        and ``model.source_dir``, the directory its files were read from.
 
     Raises
     ------
@@ -348,6 +349,7 @@ def load_model(
         model.logit_scale.requires_grad_(config.learn_logit_scale)
         model = model.to(device=torch_device, dtype=torch_dtype).eval()
         model.name_or_path = str(name_or_path)
+        model.source_dir = directory  # files saved beside the weights (e.g. a score calibration) are read from here
         if use_cache:
             _cache[key] = model
         return model

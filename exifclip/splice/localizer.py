@@ -15,6 +15,7 @@ from .._base import ImageEstimator
 from ..batch import ITEM_ERRORS, BatchFailure
 from ..embedder import ExifPatchEmbedder
 from ..io import DEFAULT_MAX_PIXELS, as_source_list
+from .calibration import ScoreCalibration
 from .postprocessing import DETECTION_SCORES, MASK_METHODS, SpliceResult, calibrate_threshold, localize_embeddings
 
 __all__ = ["SpliceLocalizer"]
@@ -57,6 +58,12 @@ class SpliceLocalizer(ImageEstimator):
         calibrated one.
     score_method : str, default="mean"
         Detection score; see :func:`detection_score` (``"mean"`` is the paper's).
+    alarm_rate : float, default=0.05
+        A photo is ``flagged`` when at most this share of authentic photos of
+        unseen cameras score as high (the model's
+        :class:`~exifclip.splice.calibration.ScoreCalibration`, when it has
+        one for these settings). Lower it for fewer false alarms and more
+        missed splices; the measured trade-off is in the model card.
     errors : {"warn", "skip", "raise"}, default="warn"
         What an image that fails (unreadable, corrupt, smaller than a patch,
         post-processing error) does to a call over many images.
@@ -83,6 +90,9 @@ class SpliceLocalizer(ImageEstimator):
         The fitted embedder (holds the model).
     threshold_ : float or None
         The mask threshold in use.
+    score_calibration_ : ScoreCalibration or None
+        The model's score calibration for these settings; without one,
+        results have ``false_alarm_rate`` and ``flagged`` set to ``None``.
     failures_ : list of BatchFailure
         The images that failed in the most recent call (``fit`` with images,
         ``localize``, ``predict``, ``decision_function``, ``score``) as
@@ -105,6 +115,7 @@ class SpliceLocalizer(ImageEstimator):
         "method": [StrOptions(set(MASK_METHODS))],
         "threshold": [Interval(Real, 0, 1, closed="both"), None],
         "score_method": [StrOptions(set(DETECTION_SCORES))],
+        "alarm_rate": [Interval(Real, 0, 1, closed="neither")],
     }
 
     def __init__(
@@ -121,6 +132,7 @@ class SpliceLocalizer(ImageEstimator):
         method: str = "meanshift",
         threshold: float | None = None,
         score_method: str = "mean",
+        alarm_rate: float = 0.05,
         errors: str = "warn",
         progress: bool = False,
         allow_truncated: bool = False,
@@ -138,6 +150,7 @@ class SpliceLocalizer(ImageEstimator):
         self.method = method
         self.threshold = threshold
         self.score_method = score_method
+        self.alarm_rate = alarm_rate
         self.errors = errors
         self.progress = progress
         self.allow_truncated = allow_truncated
@@ -160,11 +173,20 @@ class SpliceLocalizer(ImageEstimator):
         """
         self._validate_params()
         self.embedder_ = ExifPatchEmbedder(**self._embedding_params()).fit()
+        self.score_calibration_ = self._score_calibration()
         self.threshold_ = self.threshold
         self.failures_: list[BatchFailure] = []
         if X is not None and y is not None and self.threshold is None:
             self.threshold_ = self._calibrate(as_source_list(X), list(y))
         return self
+
+    def _score_calibration(self) -> ScoreCalibration | None:
+        """The model's calibration of detection scores, if it has one for these settings."""
+        directory = getattr(self.embedder_.model_, "source_dir", None)  # set by load_model; None when fine-tuned
+        calibration = ScoreCalibration.load(directory) if directory is not None else None
+        settings = {"mode": self.mode, "num_per_dim": self.num_per_dim, "stride": self.stride,
+                    "patch_size": self.embedder_.patch_size_, "score_method": self.score_method}
+        return calibration if calibration is not None and calibration.applies_to(settings) else None
 
     def _calibrate(self, X: list, masks: list) -> float | None:
         if len(masks) != len(X):
@@ -201,6 +223,9 @@ class SpliceLocalizer(ImageEstimator):
                     report.fail(i, X[i], exc)
                     continue
                 result.timings["embed_s"] = embed_s
+                if self.score_calibration_ is not None:
+                    result.false_alarm_rate = self.score_calibration_.false_alarm_rate(result.score)
+                    result.flagged = result.false_alarm_rate <= self.alarm_rate
                 out[i] = result
             return out
 

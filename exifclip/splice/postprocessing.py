@@ -473,9 +473,18 @@ class SpliceResult:
         to [0, 1]: 0 = same traces as most of the image; high = inconsistent
         with the majority. An absolute scale, not stretched per image.
     mask : ndarray of shape (H, W), bool
-        The predicted spliced region.
+        The region that disagrees most with the rest. A finding only when
+        ``flagged`` is True: otherwise nothing was found at the localiser's
+        ``alarm_rate`` and the mask is what a splice would have been.
     score : float
         Detection score (higher = more likely spliced).
+    false_alarm_rate : float or None
+        The share of authentic photos of unseen cameras that score at least
+        ``score`` (:class:`~exifclip.splice.calibration.ScoreCalibration`);
+        ``None`` when the model has no calibration for these settings.
+    flagged : bool or None
+        ``false_alarm_rate <= alarm_rate``: the photo is reported as likely
+        spliced; ``None`` without a calibration.
     grid : PatchGrid
     cell_map : ndarray of shape cell_shape(grid), float32
         The heatmap per cell, before clipping.
@@ -492,6 +501,8 @@ class SpliceResult:
     cell_map: np.ndarray
     scores: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
+    false_alarm_rate: float | None = None
+    flagged: bool | None = None
 
 
 #: How the mask is made: threshold the mean-shift heatmap, or a normalised cut.

@@ -1,0 +1,118 @@
+"""Calibrate a model's detection scores on authentic photos of cameras it never saw.
+
+Scores the authentic crops of the unseen-camera benchmark
+(``benchmarks/bench_unseen_cameras.py``; PNG and JPEG-90) whose camera models
+the model was not trained on, with ``SpliceLocalizer``'s default settings,
+and writes ``score_calibration.json`` (:class:`exifclip.splice.calibration.ScoreCalibration`)
+into the model directory. It also measures, honestly, what the calibration
+does: calibrated on the authentic images of some folds, the false-alarm and
+miss rates at each alarm rate on the other folds' authentic and spliced
+images (camera models disjoint)::
+
+    python recipes/calibrate_scores.py --model exifclip-small --install
+
+Per-image scores are cached with the benchmark's (``--cache``), so a model the
+benchmark has scored is calibrated without running it again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "benchmarks"))
+
+ALARM_RATES = (0.01, 0.05, 0.10, 0.20)
+
+
+def _rows(args: argparse.Namespace) -> list[dict]:
+    """Per-image benchmark rows (score, label, cameras, fold) of ``--model``, both variants."""
+    from bench_unseen_cameras import (DEFAULT_SPLIT, build_fold_splices, file_cameras, fold_samples, load_split,
+                                      run_method)
+
+    data, cache = Path(args.data), Path(args.cache)
+    split = load_split(DEFAULT_SPLIT)
+    folds = list(range(split["n_folds"]))
+    cameras = file_cameras(data)
+    fold_data = {}
+    for k in folds:
+        root = build_fold_splices(split, k, data, cache, args.n_per_fold, 0, 1024)
+        fold_data[k] = {v: fold_samples(root, v, cameras, args.n_per_fold) for v in ("png", "jpeg90")}
+    results = cache / "results" / f"seed0-n{args.n_per_fold}-max1024"
+    by_variant = run_method("model", args.label or args.model, lambda k: args.model, folds, ["png", "jpeg90"],
+                            fold_data, results)
+    return [dict(r, variant=v) for v, rows in by_variant.items() for r in rows]
+
+
+def _trained_cameras(args: argparse.Namespace) -> set[str]:
+    from bench_unseen_cameras import small_training_cameras
+
+    if args.model == "exifclip-small":
+        return small_training_cameras(Path(args.data))
+    if args.training_cameras:
+        return set(json.loads(Path(args.training_cameras).read_text()))
+    raise SystemExit("--training-cameras JSON (camera keys the model was trained on) is needed for this model")
+
+
+def measure(rows: list[dict], calibrate_folds: set[int]) -> list[dict]:
+    """False-alarm and miss rates on the other folds, calibrated on ``calibrate_folds``."""
+    from exifclip.splice.calibration import ScoreCalibration
+
+    cal = ScoreCalibration([r["score"] for r in rows if r["label"] == 0 and r["fold"] in calibrate_folds])
+    test = [r for r in rows if r["fold"] not in calibrate_folds]
+    authentic = np.array([r["score"] for r in test if r["label"] == 0])
+    spliced = np.array([r["score"] for r in test if r["label"] == 1])
+    out = []
+    for rate in ALARM_RATES:
+        t = cal.threshold(rate)
+        out.append({"alarm_rate": rate, "threshold": round(t, 4),
+                    "false_alarms": round(float((authentic >= t).mean()), 3), "n_authentic": int(authentic.size),
+                    "misses": round(float((spliced < t).mean()), 3), "n_spliced": int(spliced.size)})
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="exifclip-small", help="packaged name or model directory")
+    parser.add_argument("--label", help="the model's name in the benchmark cache (default: --model)")
+    parser.add_argument("--training-cameras", help="JSON list of the camera keys the model was trained on")
+    parser.add_argument("--data", default="../shared/data")
+    parser.add_argument("--cache", default=str(Path.home() / ".cache" / "exifclip-bench" / "unseen-cameras"))
+    parser.add_argument("--n-per-fold", type=int, default=60)
+    parser.add_argument("--install", action="store_true", help="write score_calibration.json into the model dir")
+    args = parser.parse_args()
+
+    import torch
+
+    from exifclip.modeling.hub import resolve_model_dir
+    from exifclip.splice.calibration import ScoreCalibration
+
+    torch.set_num_threads(1)
+    seen = _trained_cameras(args)
+    rows = [r for r in _rows(args) if r["host_camera"] not in seen and (r["donor_camera"] or "") not in seen]
+    folds = sorted({r["fold"] for r in rows})
+    checks = {f"calibrated on folds {sorted(part)}": measure(rows, set(part))
+              for part in (folds[: len(folds) // 2 + 1], folds[len(folds) // 2 + 1:])}
+    authentic = [r["score"] for r in rows if r["label"] == 0]
+    directory = Path(resolve_model_dir(args.model))
+    patch_size = json.loads((directory / "config.json").read_text())["patch_size"]
+    calibration = ScoreCalibration(authentic, {"mode": "exact", "num_per_dim": 30, "stride": None,
+                                               "patch_size": patch_size, "score_method": "mean"},
+                                   f"{len(authentic)} authentic crops (<= 1024 px; PNG and JPEG-90 of the same crops) "
+                                   "of camera models the model never saw, from digicam + cameras-extra "
+                                   "(benchmarks/bench_unseen_cameras.py)")
+    report = {"model": args.model, "authentic": len(authentic),
+              "spliced": sum(r["label"] == 1 for r in rows), "held_out_checks": checks,
+              "thresholds": {str(a): round(calibration.threshold(a), 4) for a in ALARM_RATES}}
+    print(json.dumps(report, indent=1))
+    if args.install:
+        print(f"wrote {calibration.save(directory)}")
+
+
+if __name__ == "__main__":
+    main()

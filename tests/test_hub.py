@@ -181,3 +181,8 @@ def test_push_to_branch(tmp_path):
 def test_resolve_device():
     assert hub.resolve_device("cpu").type == "cpu"
     assert hub.resolve_device("auto").type in {"cpu", "cuda", "mps"}
+
+
+def test_an_architecture_name_is_not_a_model_and_the_error_says_where_weights_come_from():
+    with pytest.raises(ModelNotFoundError, match="an architecture, not a trained model.*convert-official"):
+        load_model("paper-resnet50")

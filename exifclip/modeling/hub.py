@@ -35,6 +35,7 @@ import torch
 
 from .._device import resolve_device, resolve_dtype
 from .configuration import ExifClipConfig
+from .factory import list_architectures
 from .model import ExifClipModel
 
 __all__ = [
@@ -245,6 +246,14 @@ def resolve_model_dir(
         _check_weights(directory, name, allow_pickle)
         return directory
     known = ", ".join(packaged_models()) or "none installed"
+    if name in list_architectures():
+        raise ModelNotFoundError(
+            f"{name!r} is an architecture, not a trained model: create_model({name!r}) builds it with random "
+            "weights. For trained weights pass a model directory or Hub id"
+            + (" (the paper's weights: `exifclip convert-official wrapper_75_new.pth DIR`, then model=DIR)"
+               if name == "paper-resnet50" else "")
+            + f"; packaged models: {known}"
+        )
     raise ModelNotFoundError(
         f"model {name!r} is not a packaged model (packaged: {known}), not a local model directory, "
         "and not a Hugging Face Hub id of the form 'org/name'"

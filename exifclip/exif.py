@@ -29,6 +29,7 @@ from ._exif_tables import flash_label as _flash
 from ._exif_tables import me_value as _me_value
 from ._exif_tables import paper_refine as _paper_refine
 from ._exif_tables import trim as _trim
+from ._capture import named_warnings
 from .io import open_image, source_name
 
 __all__ = ["read_exif", "exif_to_text", "ExifWarning", "DEFAULT_TAGS", "PAPER_TAGS"]
@@ -354,8 +355,7 @@ def _exif_block(img: Any, problems: list[str]) -> bytes | None:
         # also turn XMP tiff:Orientation into a tag, which is not EXIF.
         return None
     # In a TIFF the tags are the file's own IFDs: Pillow reads and re-serialises them.
-    # Pillow's own warnings on corrupt tags pass through: catching them would mean
-    # changing the process-wide warning filters, which is not thread-safe.
+    # Pillow's own warnings on corrupt tags are named by the caller (read_exif).
     try:
         exif = img.getexif()
         if not len(exif) and not exif.get_ifd(_EXIF_PTR):
@@ -439,8 +439,10 @@ def read_exif(source: Any, *, include_gps: bool = False) -> dict[str, str]:
         At most one per call, naming the input and the first problem, when
         the EXIF structure is malformed (bad header, truncated IFD, offsets
         outside the block, loops, absurd counts). What could be read is still
-        returned. An image without EXIF gives ``{}`` and no warning. Pillow's
-        own warnings about a corrupt file pass through unchanged.
+        returned. An image without EXIF gives ``{}`` and no warning.
+    UserWarning
+        Pillow's own warnings about a corrupt file ("Tag data larger than
+        file"), each kind once per call, prefixed with the source's name.
 
     Notes
     -----
@@ -467,16 +469,17 @@ def read_exif(source: Any, *, include_gps: bool = False) -> dict[str, str]:
     if isinstance(source, np.ndarray):
         return {}
     name = source_name(source)
-    img = open_image(source)
     problems: list[str] = []
     out: dict[str, str] = {}
-    try:
-        raw = _exif_block(img, problems)
-        if raw is not None:
-            out = _parse_block(raw, include_gps, problems).out
-    finally:
-        if img is not source:
-            img.close()
+    with named_warnings(name):  # Pillow's own warnings on a corrupt file, named and said once per kind
+        img = open_image(source)
+        try:
+            raw = _exif_block(img, problems)
+        finally:
+            if img is not source:
+                img.close()
+    if raw is not None:
+        out = _parse_block(raw, include_gps, problems).out
     if problems:
         more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
         warnings.warn(

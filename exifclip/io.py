@@ -20,8 +20,12 @@ exception type: decompression bombs are refused before any pixel is decoded
 (JPEG), HEIC and camera RAW files are refused with a hint on how to convert
 them. Nothing here changes Pillow's global settings
 (``PIL.Image.MAX_IMAGE_PIXELS``, ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES``), so
-concurrent callers cannot affect one another. ``docs/reliability.md`` lists
-every bad input tried and what the user sees.
+concurrent callers cannot affect one another. A path that is not a readable
+regular file (a broken link, a folder the user may not search, a pipe, a
+device) is refused before it is opened, in words. Pillow's warnings and
+libtiff's lines on stderr are said once per kind, naming the source
+(:mod:`exifclip._capture`). ``docs/reliability.md`` lists every bad input
+tried and what the user sees.
 """
 
 from __future__ import annotations
@@ -30,17 +34,22 @@ import io as _stdio
 import os
 import warnings
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from ._capture import NamedWarnings, c_stderr, collapse
+from ._files import decode_failure, file_problem, head, is_file_object, raw_reason, suffix, unsupported_reason
+
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
     "ImageDecodeWarning",
     "ImageLoadError",
+    "TruncatedImageWarning",
     "as_source_list",
     "load_image",
     "open_image",
@@ -56,22 +65,18 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp", "
 #: sensors): pass ``max_pixels=None`` or a larger number for files you trust.
 DEFAULT_MAX_PIXELS = 2 * 89_478_485
 
-# Camera RAW extensions: Pillow opens several of them (TIFF containers) but
-# decodes only an embedded thumbnail or preview, never the sensor data.
-_RAW_SUFFIXES = frozenset(
-    ".3fr .ari .arw .bay .cr2 .cr3 .crw .dcr .dng .erf .fff .iiq .k25 .kdc .mef .mos .mrw "
-    ".nef .nrw .orf .pef .raf .raw .rw2 .rwl .sr2 .srf .srw .x3f".split()
-)
-_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
-_DNG_VERSION_TAG = 0xC612
-
 
 class ImageLoadError(ValueError):
     """An image source could not be decoded; the message names the source."""
 
 
 class ImageDecodeWarning(UserWarning):
-    """An image was decoded only in part: its first frame, or the data a truncated file holds."""
+    """An image was decoded only in part (its first frame, the data a truncated file holds), or its
+    decoder complained while decoding it (a libtiff message); the message names the source."""
+
+
+class TruncatedImageWarning(ImageDecodeWarning):
+    """A truncated file was decoded with ``allow_truncated=True``: the rows past the cut are a flat fill."""
 
 
 def source_name(source: Any) -> str:
@@ -99,82 +104,6 @@ def source_name(source: Any) -> str:
     return f"<{type(source).__name__}>"
 
 
-def _is_file_object(source: Any) -> bool:
-    return hasattr(source, "read") and callable(source.read)
-
-
-def _head(source: Any, n: int = 64) -> bytes:
-    """The first ``n`` bytes of a path, bytes or seekable file source (for messages only)."""
-    try:
-        if isinstance(source, (str, os.PathLike)):
-            with open(source, "rb") as fh:
-                return fh.read(n)
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            return bytes(source[:n])
-        if _is_file_object(source) and hasattr(source, "seek"):
-            pos = source.tell()
-            try:
-                source.seek(0)
-                return source.read(n)
-            finally:
-                source.seek(pos)
-    except (OSError, ValueError):
-        pass
-    return b""
-
-
-def _suffix(source: Any) -> str:
-    if isinstance(source, (str, os.PathLike)):
-        return Path(source).suffix.lower()
-    name = getattr(source, "filename", None) or getattr(source, "name", None)
-    return Path(name).suffix.lower() if isinstance(name, str) else ""
-
-
-_RAW_HINT = (
-    "exifclip reads the processed image a camera writes, not sensor data: use the camera's own "
-    "JPEG of the shot, or develop the RAW file first (e.g. `darktable-cli photo.nef photo.tif`, "
-    "`dcraw -T photo.nef`, or rawpy: `imageio.imwrite('photo.tif', rawpy.imread(path).postprocess())`)"
-)
-
-
-def _unsupported_reason(head: bytes, suffix: str, *, raw_only: bool = False) -> str | None:
-    """A format Pillow does not decode (or decodes misleadingly), named from the first bytes.
-
-    ``raw_only`` leaves HEIC out: that is asked of files Pillow did open, and a
-    HEIC file Pillow opens has a plugin (pillow-heif) registered for it.
-    """
-    if head[4:8] == b"ftyp":
-        brand = head[8:12]
-        if not raw_only and (brand in _HEIF_BRANDS or suffix in (".heic", ".heif", ".hif")):
-            return (
-                "HEIC/HEIF images are not supported by Pillow; convert to JPEG or PNG first "
-                "(e.g. `heif-convert photo.heic photo.jpg`, `magick photo.heic photo.png`, or macOS "
-                "`sips -s format jpeg photo.heic --out photo.jpg`), or `pip install pillow-heif` and "
-                "call `pillow_heif.register_heif_opener()` before using exifclip"
-            )
-        if brand == b"crx ":
-            return f"Canon CR3 camera RAW files are not supported; {_RAW_HINT}"
-    if head.startswith(b"FUJIFILMCCD-RAW"):
-        return f"Fujifilm RAF camera RAW files are not supported; {_RAW_HINT}"
-    if head[:4] in (b"IIRO", b"IIRS", b"MMOR", b"IIU\x00"):
-        return f"camera RAW files (Olympus ORF / Panasonic RW2) are not supported; {_RAW_HINT}"
-    if head[:4] == b"II*\x00" and head[8:10] == b"CR":
-        return f"Canon CR2 camera RAW files are not supported; {_RAW_HINT}"
-    if suffix in _RAW_SUFFIXES:
-        return f"camera RAW files ({suffix}) are not supported; {_RAW_HINT}"
-    return None
-
-
-def _raw_reason(source: Any, image: Image.Image) -> str | None:
-    """Why ``image`` is a camera RAW file that Pillow would decode only a preview of, or None."""
-    reason = _unsupported_reason(_head(source, 16), _suffix(source), raw_only=True)
-    if reason is None and image.format == "TIFF":
-        tags = getattr(image, "tag_v2", {})
-        if _DNG_VERSION_TAG in tags:
-            reason = f"DNG camera RAW files are not supported; {_RAW_HINT}"
-    return reason
-
-
 def open_image(source: Any) -> Image.Image:
     """Open ``source`` lazily as a PIL image, without decoding its pixels.
 
@@ -192,11 +121,13 @@ def open_image(source: Any) -> Image.Image:
     Raises
     ------
     ImageLoadError
-        If the file is missing, empty, not an image format Pillow knows (HEIC
-        and some camera RAW formats get a message saying how to convert
-        them), or its header is corrupt; also for images over Pillow's own
-        global pixel limit (``2 * PIL.Image.MAX_IMAGE_PIXELS``), which
-        exifclip never changes.
+        If the file is missing (or a broken symbolic link, a link loop), may
+        not be read, has a name the file system cannot hold, is not a regular
+        file (a directory, a pipe, a device), is empty, not an image format
+        Pillow knows (HEIC and some camera RAW formats get a message saying
+        how to convert them), or its header is corrupt; also for images over
+        Pillow's own global pixel limit (``2 * PIL.Image.MAX_IMAGE_PIXELS``),
+        which exifclip never changes.
     TypeError
         If ``source`` is of an unsupported type.
     """
@@ -204,19 +135,15 @@ def open_image(source: Any) -> Image.Image:
         return source
     name = source_name(source)
     if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.exists():
-            raise ImageLoadError(f"{name}: file not found")
-        if path.is_dir():
-            raise ImageLoadError(f"{name}: is a directory, not an image file")
-        if path.stat().st_size == 0:
-            raise ImageLoadError(f"{name}: file is empty (0 bytes)")
-        fp: Any = path
+        problem = file_problem(os.fspath(source))
+        if problem is not None:
+            raise ImageLoadError(f"{name}: {problem}")
+        fp: Any = Path(source)
     elif isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
             raise ImageLoadError(f"{name}: empty bytes, not an image")
         fp = _stdio.BytesIO(bytes(source))
-    elif _is_file_object(source):
+    elif is_file_object(source):
         fp = source
     elif isinstance(source, np.ndarray):
         raise TypeError(f"{name}: arrays carry no file metadata; pass a path, bytes or PIL image")
@@ -228,7 +155,7 @@ def open_image(source: Any) -> Image.Image:
     try:
         return Image.open(fp)
     except UnidentifiedImageError:
-        reason = _unsupported_reason(_head(source), _suffix(source))
+        reason = unsupported_reason(head(source), suffix(source))
         raise ImageLoadError(f"{name}: {reason or 'not a recognised image file'}") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         # The warning is raised only when the caller turned warnings into errors.
@@ -237,8 +164,10 @@ def open_image(source: Any) -> Image.Image:
             "exifclip never changes that global: if you trust the file, set "
             "PIL.Image.MAX_IMAGE_PIXELS = None (or a larger number) in your program"
         ) from None
+    except PermissionError:
+        raise ImageLoadError(f"{name}: permission denied: this user may not read the file") from None
     except OSError as exc:
-        raise ImageLoadError(f"{name}: cannot open image ({exc})") from None
+        raise ImageLoadError(f"{name}: cannot open image ({exc.strerror or exc})") from None
     except Exception as exc:  # noqa: BLE001 - hostile headers make Pillow raise anything
         raise ImageLoadError(f"{name}: corrupt image header ({type(exc).__name__}: {exc})") from None
 
@@ -259,7 +188,29 @@ def _array_to_rgb(array: np.ndarray, name: str) -> np.ndarray:
     raise ImageLoadError(f"{name}: expected an HxW, HxWx3 or HxWx4 array, got shape {array.shape}")
 
 
+# Decoded pixels are converted to RGB this many at a time: a band of a few
+# megapixels, never a second full-size copy in another mode (16-bit RGBA).
+_BAND_PIXELS = 1 << 22
+
+
 def _pil_to_rgb(image: Image.Image, name: str) -> np.ndarray:
+    """A decoded PIL image as a uint8 RGB array, converted in bands of rows.
+
+    The cost beyond the PIL image itself is the output (3 bytes per pixel)
+    and one band, whatever the mode.
+    """
+    width, height = image.size
+    rows = max(1, _BAND_PIXELS // max(width, 1))
+    if rows >= height:
+        return _band_to_rgb(image, name)
+    out = np.empty((height, width, 3), np.uint8)
+    for top in range(0, height, rows):
+        bottom = min(height, top + rows)
+        out[top:bottom] = _band_to_rgb(image.crop((0, top, width, bottom)), name)
+    return out
+
+
+def _band_to_rgb(image: Image.Image, name: str) -> np.ndarray:
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         # 16-bit grey (Pillow opens 16-bit PNG/PGM as "I"): keep the top 8 bits,
@@ -287,7 +238,7 @@ def _encoded_bytes(source: Any) -> bytes | None:
             return Path(source).read_bytes()
         if isinstance(source, (bytes, bytearray, memoryview)):
             return bytes(source)
-        if _is_file_object(source) and hasattr(source, "seek"):
+        if is_file_object(source) and hasattr(source, "seek"):
             source.seek(0)
             return source.read()
     except (OSError, ValueError):
@@ -311,10 +262,57 @@ def _decode_truncated_jpeg(source: Any, name: str) -> np.ndarray:
     warnings.warn(
         f"{name}: truncated JPEG (file ends before the image data does); decoded with "
         "allow_truncated=True: the rows past the cut are a flat fill, not image content",
-        ImageDecodeWarning,
-        stacklevel=3,
+        TruncatedImageWarning,
+        stacklevel=4,
     )
     return out
+
+
+def _decode(image: Image.Image, source: Any, name: str, allow_truncated: bool, notes: NamedWarnings) -> np.ndarray:
+    """The pixels of an opened image (at its first frame) as RGB; libtiff's stderr lines become a warning.
+
+    A TIFF is decoded with its warnings named (Pillow reads its tags again)
+    and libtiff's stderr captured; other formats warn only while opening, and
+    decode outside those process-wide hooks, in parallel when threads call.
+    """
+    failure = None
+    tiff = image.format == "TIFF"
+    with notes.capture() if tiff else nullcontext(), c_stderr() if tiff else nullcontext([]) as said:
+        try:
+            image.load()
+        except OSError as exc:
+            failure = exc
+    if failure is not None and _is_truncation(failure):
+        if allow_truncated and image.format in ("JPEG", "MPO"):
+            return _decode_truncated_jpeg(source, name)
+        hint = (
+            "pass allow_truncated=True to decode the part that is there"
+            if image.format in ("JPEG", "MPO")
+            else "allow_truncated=True recovers truncated JPEG files only"
+        )
+        raise ImageLoadError(
+            f"{name}: truncated {image.format} file: it ends before the image data does ({failure}); {hint}"
+        )
+    if failure is not None:
+        raise ImageLoadError(f"{name}: {decode_failure(image, failure, said)}")
+    if said:
+        warnings.warn(
+            f"{name}: libtiff reported problems while decoding; the pixels may be damaged: "
+            + "; ".join(collapse(said)),
+            ImageDecodeWarning,
+            stacklevel=3,
+        )
+    with notes.capture():  # Pillow warns on some conversions (palette transparency)
+        return _pil_to_rgb(image, name)
+
+
+def _first_frame(image: Image.Image) -> None:
+    """Put a multi-frame image on the frame exifclip reads: the first, or a PSD's composite."""
+    if image.format == "PSD":
+        # Pillow numbers PSD layers from 1; as opened, the image is the merged composite.
+        return
+    if image.tell() != 0:
+        image.seek(0)
 
 
 def _check_pixels(image: Image.Image, name: str, max_pixels: int | None) -> None:
@@ -327,13 +325,14 @@ def _check_pixels(image: Image.Image, name: str, max_pixels: int | None) -> None
         raise ImageLoadError(
             f"{name}: image is {width}x{height} = {width * height} pixels, over the limit of "
             f"max_pixels={max_pixels} (a guard against decompression bombs); if you trust the "
-            "file, pass max_pixels=None or a larger number"
+            "file, pass max_pixels=None (no limit) or a larger number"
         )
 
 
 def _warn_frames(image: Image.Image, name: str) -> None:
     # MPO is how cameras store a JPEG plus its large preview: the first frame is the photo.
-    if image.format == "MPO":
+    # A PSD's frames are its layers, all of them in the composite that is read.
+    if image.format in ("MPO", "PSD"):
         return
     try:
         frames = image.n_frames if getattr(image, "is_animated", False) else 1
@@ -381,7 +380,8 @@ def load_image(
     ndarray of shape (H, W, 3), dtype uint8
         Pixels as stored: no resizing and no EXIF rotation (see module doc).
         Multi-frame files (GIF, TIFF, WebP, PNG animations) give their first
-        frame, with an :class:`ImageDecodeWarning`; CMYK, palette, grey,
+        frame, with an :class:`ImageDecodeWarning`; a PSD gives its merged
+        composite (all layers), without a warning; CMYK, palette, grey,
         16-bit (top 8 bits kept) and alpha images (alpha dropped, not
         composited) are converted to RGB.
 
@@ -398,8 +398,13 @@ def load_image(
     Warns
     -----
     ImageDecodeWarning
-        When only the first of several frames is used, or a truncated JPEG was
-        decoded with ``allow_truncated=True``.
+        When only the first of several frames is used, or libtiff reported
+        problems while decoding (its lines quoted); a
+        :class:`TruncatedImageWarning` when a truncated JPEG was decoded with
+        ``allow_truncated=True``.
+    UserWarning
+        Pillow's own warnings on a damaged file, once per kind, with their
+        category, prefixed with the source's name.
 
     Examples
     --------
@@ -413,31 +418,22 @@ def load_image(
     if isinstance(source, np.ndarray):
         out = _array_to_rgb(source, name)
     else:
-        image = open_image(source)
+        notes = NamedWarnings(name)  # Pillow's warnings, said once per kind at the end, naming the source
         try:
-            reason = _raw_reason(source, image)
-            if reason is not None:
-                raise ImageLoadError(f"{name}: {reason}")
-            _check_pixels(image, name, max_pixels)
-            _warn_frames(image, name)
-            if image.tell() != 0:
-                image.seek(0)
-            try:
-                image.load()
-            except OSError as exc:
-                if not _is_truncation(exc):
-                    raise
-                if allow_truncated and image.format in ("JPEG", "MPO"):
-                    return _check_size(_decode_truncated_jpeg(source, name), name)
-                hint = (
-                    "pass allow_truncated=True to decode the part that is there"
-                    if image.format in ("JPEG", "MPO")
-                    else "allow_truncated=True recovers truncated JPEG files only"
-                )
-                raise ImageLoadError(
-                    f"{name}: truncated {image.format} file: it ends before the image data does ({exc}); {hint}"
-                ) from None
-            out = _pil_to_rgb(image, name)
+            with notes.capture():
+                image = open_image(source)
+        except BaseException:
+            notes.issue(stacklevel=2)
+            raise
+        try:
+            with notes.capture():
+                reason = raw_reason(source, image)
+                if reason is not None:
+                    raise ImageLoadError(f"{name}: {reason}")
+                _check_pixels(image, name, max_pixels)
+                _warn_frames(image, name)
+                _first_frame(image)
+            out = _decode(image, source, name, allow_truncated, notes)
         except ImageLoadError:
             raise
         except Image.DecompressionBombError as exc:
@@ -455,6 +451,7 @@ def load_image(
             # load(); close what we opened ourselves, never the caller's objects.
             if isinstance(source, (str, os.PathLike)):
                 image.close()
+            notes.issue(stacklevel=2)
     return _check_size(out, name)
 
 
@@ -484,7 +481,7 @@ def as_source_list(X: Any) -> list:
     2
     """
     single_types = (str, os.PathLike, bytes, bytearray, memoryview, Image.Image)
-    if isinstance(X, single_types) or _is_file_object(X):
+    if isinstance(X, single_types) or is_file_object(X):
         return [X]
     if isinstance(X, np.ndarray):
         if X.ndim == 4:

@@ -126,6 +126,106 @@ def _corrupt_scan() -> bytes:
     return bytes(data)
 
 
+def psd_bytes(composite: np.ndarray, layers: tuple[np.ndarray, ...] = ()) -> bytes:
+    """A PSD written from Adobe's published layout: header, empty colour mode data and image
+    resources, layer records with raw channel data (``layers``), the merged image, raw."""
+    planes = composite if composite.ndim == 3 else composite[:, :, None]
+    height, width, channels = planes.shape
+    header = b"8BPS" + struct.pack(">H6xHIIHH", 1, channels, height, width, 8, 1 if channels == 1 else 3)
+    section = b""
+    if layers:
+        records, data = b"", b""
+        for i, layer in enumerate(layers):
+            lh, lw, lc = layer.shape
+            records += struct.pack(">iiiiH", 0, 0, lh, lw, lc)
+            for channel_id in (0, 1, 2, 0xFFFF)[:lc]:
+                records += struct.pack(">HI", channel_id, 2 + lh * lw)
+            name = f"layer {i}".encode()
+            pascal = bytes([len(name)]) + name
+            pascal += b"\0" * (-len(pascal) % 4)
+            extra = struct.pack(">II", 0, 0) + pascal
+            records += b"8BIMnorm" + bytes([255, 0, 0, 0]) + struct.pack(">I", len(extra)) + extra
+            for c in range(lc):
+                data += struct.pack(">H", 0) + layer[:, :, c].tobytes()
+        info = struct.pack(">h", len(layers)) + records + data
+        info += b"\0" * (len(info) % 2)
+        section = struct.pack(">I", len(info)) + info + struct.pack(">I", 0)
+    image_data = struct.pack(">H", 0) + b"".join(planes[:, :, c].tobytes() for c in range(channels))
+    return header + struct.pack(">II", 0, 0) + struct.pack(">I", len(section)) + section + image_data
+
+
+def _psd(kind: str) -> bytes:
+    rgb = np.asarray(_photo(6, 7))
+    alpha = np.dstack([rgb, rgb[:, :, :1]])
+    return {"grey": lambda: psd_bytes(rgb[:, :, 0]), "rgb": lambda: psd_bytes(rgb),
+            "rgba": lambda: psd_bytes(alpha), "layers": lambda: psd_bytes(rgb, (255 - rgb, alpha))}[kind]()
+
+
+def bad_tags_tiff() -> bytes:
+    """An 8x6 grey TIFF whose five ASCII tags claim a million bytes each."""
+    width, height = 8, 6
+    entries = [(256, 3, 1, width), (257, 3, 1, height), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1),
+               (273, 4, 1, 0), (277, 3, 1, 1), (278, 3, 1, height), (279, 4, 1, width * height)]
+    entries = sorted(entries + [(tag, 2, 1_000_000 + tag, 8) for tag in (270, 271, 272, 305, 315)])
+    data_at = 8 + 2 + 12 * len(entries) + 4
+    ifd = struct.pack("<H", len(entries))
+    for tag, kind, count, value in entries:
+        value = data_at if tag == 273 else value
+        ifd += (struct.pack("<HHIHH", tag, kind, count, value, 0) if kind == 3
+                else struct.pack("<HHII", tag, kind, count, value))
+    return b"II*\x00" + struct.pack("<I", 8) + ifd + bytes(4) + bytes(range(width * height))
+
+
+def damaged_tiff(compression: str) -> bytes:
+    """A TIFF whose compressed strip has 60 bytes flipped."""
+    image = Image.fromarray(np.random.default_rng(0).random((200, 300)) > 0.5)
+    data = bytearray(_save(image if compression.startswith("group") else image.convert("RGB"), "TIFF",
+                           compression=compression))
+    for i in range(len(data) // 3, len(data) // 3 + 60):
+        data[i] ^= 0x55
+    return bytes(data)
+
+
+def _link(name: str, target: str) -> str:
+    os.symlink(target, name)
+    return name
+
+
+def _fifo(name: str) -> str:
+    os.mkfifo(name)
+    return name
+
+
+_EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nnewpath 0 0 moveto 10 10 lineto stroke\n"
+
+
+def file_cases() -> list[tuple[str, Callable[[], Any], dict]]:
+    """Paths that are not plain image files, formats that need more than Pillow, damaged TIFF data."""
+    return [
+        ("dangling symbolic link", lambda: _link("dangling.jpg", "gone.jpg"), {}),
+        ("symbolic link loop", lambda: _link("loop1.jpg", "loop2.jpg") and _link("loop2.jpg", "loop1.jpg")
+         and "loop1.jpg", {}),
+        ("named pipe (FIFO)", lambda: _fifo("pipe.jpg"), {}),
+        ("`/dev/zero`", lambda: "/dev/zero", {}),
+        ("a file name of 300 bytes", lambda: "p" * 296 + ".jpg", {}),
+        ("PSD, grey", lambda: _psd("grey"), {}),
+        ("PSD, RGB", lambda: _psd("rgb"), {}),
+        ("PSD, RGB + alpha", lambda: _psd("rgba"), {}),
+        ("PSD with 2 layers", lambda: _file("layers.psd", _psd("layers")), {}),
+        ("EPS (Ghostscript not installed here)" if not _has_ghostscript() else "EPS", lambda: _file("fig.eps", _EPS),
+         {}),
+        ("TIFF (deflate), 60 bytes of strip data flipped", lambda: _file("zip.tif", damaged_tiff("tiff_deflate")), {}),
+        ("TIFF (CCITT G4), 60 bytes of strip data flipped", lambda: _file("fax.tif", damaged_tiff("group4")), {}),
+        ("TIFF whose 5 text tags claim 1 MB each", lambda: _file("tags.tif", bad_tags_tiff()), {}),
+    ]
+
+
+def _has_ghostscript() -> bool:
+    from PIL import EpsImagePlugin
+
+    return bool(EpsImagePlugin.has_ghostscript())
+
+
 def image_cases() -> list[tuple[str, Callable[[], Any], dict]]:
     photo = _photo()
     jpeg = _save(photo, "JPEG", quality=90)
@@ -194,6 +294,7 @@ def image_cases() -> list[tuple[str, Callable[[], Any], dict]]:
         ("uint8 array of shape (4, 5, 2)", lambda: np.zeros((4, 5, 2), np.uint8), {}),
         ("uint8 array of shape (0, 5, 3)", lambda: np.zeros((0, 5, 3), np.uint8), {}),
         ("the int 42", lambda: 42, {}),
+        *file_cases(),
     ]
 
 
@@ -214,7 +315,56 @@ def exif_cases() -> list[tuple[str, Callable[[], Any]]]:
         ("APP1 of random bytes", lambda: _exif_jpeg(np.random.default_rng(1).bytes(300))),
         ("no EXIF at all", lambda: _save(_photo(), "JPEG")),
         ("text file named `.jpg`", lambda: _file("notes.jpg", b"shopping list\n" * 10)),
+        ("TIFF whose 5 text tags claim 1 MB each", lambda: _file("tags2.tif", bad_tags_tiff())),
+        ("PSD with 2 layers", lambda: _file("layers2.psd", _psd("layers"))),
+        ("named pipe (FIFO)", lambda: _fifo("pipe2.jpg")),
     ]
+
+
+def cli_cases() -> list[tuple[str, Callable[[], list[str]]]]:
+    """Command lines a user gets wrong, or that meet bad files (the packaged model, on the CPU)."""
+    jpeg = _save(_photo(256, 384), "JPEG", quality=90)
+    model = ["--model", "exifclip-small", "--device", "cpu"]
+
+    def photo() -> str:
+        return _file("photo.png", _save(_photo(256, 384), "PNG"))
+
+    return [
+        ("`--out` names an existing file", lambda: ["localize", photo(), "--out", _file("results.txt", b"x"), *model]),
+        ("`--out` of `embed` names a folder", lambda: ["embed", photo(), "--out", _mkdir("emb"), *model]),
+        ("truncated JPEG", lambda: ["localize", _file("cut.jpg", jpeg[: len(jpeg) * 2 // 3]), "--out", "o1", *model]),
+        ("truncated JPEG, `--allow-truncated`",
+         lambda: ["localize", _file("cut.jpg", jpeg[: len(jpeg) * 2 // 3]), "--out", "o2", "--allow-truncated",
+                  *model]),
+        ("PNG header claiming 20000x20000 (400 MP)",
+         lambda: ["localize", _file("huge.png", _png_claiming(20000, 20000)), "--out", "o3", *model]),
+        ("a negative `--max-pixels`", lambda: ["localize", photo(), "--out", "o4", "--max-pixels", "-1"]),
+        ("TIFF whose 5 text tags claim 1 MB each, given twice",
+         lambda: ["exif", _file("tags.tif", bad_tags_tiff()), "tags.tif"]),
+        ("`embed` where every image fails",
+         lambda: ["embed", _file("notes.jpg", b"shopping list\n"), "--out", "e.npz", *model]),
+        ("`evaluate --dataset folder` without `images/`", lambda: ["evaluate", "--dataset", "folder", "--root",
+                                                                   _mkdir("bench")]),
+    ]
+
+
+def _mkdir(name: str) -> str:
+    os.makedirs(name, exist_ok=True)
+    return name
+
+
+def _run_cli(argv: list[str]) -> tuple[int, str]:
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from exifclip.cli import main as cli
+
+    err = io.StringIO()
+    with redirect_stderr(err), redirect_stdout(io.StringIO()):
+        try:
+            status = cli(argv)
+        except SystemExit as exc:  # usage errors
+            status = exc.code
+    return status, err.getvalue()
 
 
 def _cell(text: str, limit: int = 420) -> str:
@@ -222,7 +372,16 @@ def _cell(text: str, limit: int = 420) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _short(text: str, source: Any) -> str:
+    """``text`` with a very long file name shortened (the 300-byte name case)."""
+    if isinstance(source, str) and len(source) > 60:
+        return text.replace(source, f"{source[:6]}…{source[-6:]}")
+    return text
+
+
 def _name(source: Any) -> str:
+    if isinstance(source, str) and len(source) > 60:
+        return f"`{_short(source, source)}` ({len(source)} bytes)"
     if isinstance(source, str):
         return f"`{source}`"
     if isinstance(source, bytes):
@@ -267,12 +426,21 @@ def main() -> int:
                 source = build()
                 args = "".join(f", {k}={v!r}" for k, v in kwargs.items())
                 result, seen = _outcome(lambda s=source, k=kwargs: load_image(s, **k))
+                seen = _short(seen, source)
                 out.append(f"| {label} | {_name(source)} | `load_image(src{args})` | {result} | {_cell(seen)} |")
             out += ["", "### EXIF (`read_exif`)", "", "| Input | Result | What the user sees |", "|---|---|---|"]
             for label, build in exif_cases():
                 source = build()
                 result, seen = _outcome(lambda s=source: read_exif(s))
                 out.append(f"| {label} | {_cell(result, 160)} | {_cell(seen)} |")
+            out += ["", "### Command line", "", "| Case | Command | Exit | What the user sees (stderr) |",
+                    "|---|---|---|---|"]
+            for label, build in cli_cases():
+                argv = build()
+                status, err = _run_cli(argv)
+                lines = [line for line in err.splitlines() if not line.startswith(("usage:", "  "))]
+                shown = " ⏎ ".join(lines)
+                out.append(f"| {label} | `exifclip {' '.join(argv)}` | {status} | {_cell(shown, 600)} |")
         finally:
             os.chdir(cwd)
     table = "\n".join(out)

@@ -80,3 +80,23 @@ def test_the_packaged_model_is_calibrated_for_its_defaults():
     image = np.random.default_rng(1).integers(0, 256, (256, 256, 3), dtype=np.uint8)
     result = loc.localize([image])[0]
     assert 0 < result.false_alarm_rate <= 1 and isinstance(result.flagged, bool)
+
+
+def test_cli_record_says_whether_the_photo_is_flagged(tmp_path):
+    import json
+
+    from PIL import Image
+
+    from exifclip.cli import main
+
+    path = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (200, 260, 3), dtype=np.uint8)).save(path)
+    out = tmp_path / "out"
+    assert main(["localize", str(path), "--out", str(out), "--device", "cpu", "--outputs", "none"]) == 0
+    record = json.loads((out / "photo.json").read_text())
+    assert 0 < record["false_alarm_rate"] <= 1 and isinstance(record["flagged"], bool)
+    assert record["verdict"].startswith("flagged" if record["flagged"] else "nothing found at a 5% false-alarm rate")
+    assert main(["localize", str(path), "--out", str(tmp_path / "fast"), "--device", "cpu", "--fast",
+                 "--outputs", "none"]) == 0
+    fast = json.loads((tmp_path / "fast" / "photo.json").read_text())
+    assert fast["flagged"] is None and fast["verdict"].startswith("no calibration")

@@ -132,7 +132,9 @@ def test_localize_writes_pictures_and_json_and_reports_bad_files(tiny_model_dir,
             picture = Image.open(out / f"{stem}_{kind}.png")
             assert picture.size == (160, 128)
     assert records[0]["grid"]["stride"] == 8 and 0 < records[0]["spliced_fraction"] < 1
-    assert (out / "results.jsonl").read_text().count("\n") == 2
+    log = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [(r["file"], r["status"]) for r in log] == [(str(good), "ok"), (str(bad), "failed"), (str(other), "ok")]
+    assert log[1]["error"].startswith(f"{bad}: ")
     assert not list(out.glob(".*")), "no temporary files left"
 
 

@@ -1,7 +1,9 @@
 """The ``exifclip`` command line: a thin entry point over one module per command.
 
 Every result is a file or JSON on stdout; every failure is one line on
-stderr naming the file, and the other files are still processed. The exit
+stderr naming the file, and the other files are still processed; every
+warning is one line naming its file (each text once). Where results go
+(``--out``) is checked before any work. The exit
 status is 0 when every input succeeded, 1 when some failed, 2 on usage errors
 (bad flags or settings, a model or file not found), 130 when interrupted (Ctrl-C).
 
@@ -23,7 +25,7 @@ import argparse
 from collections.abc import Sequence
 
 from . import convert, embed, evaluate, exif, localize, train
-from ._options import CommandError, error
+from ._options import CommandError, error, warnings_as_lines
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -57,7 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args))
+        with warnings_as_lines():  # one line each, naming the file; never Python's raw format
+            return int(args.func(args))
     except CommandError as exc:
         error(str(exc))
         return exc.status

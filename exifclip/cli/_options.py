@@ -7,18 +7,25 @@ the estimators are imported inside the functions that make them.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 __all__ = [
     "CommandError",
     "add_decode_options",
     "add_model_options",
     "add_splice_options",
+    "cli_words",
     "decode_kwargs",
     "error",
     "error_for",
     "estimator_kwargs",
     "make_localizer",
+    "pillow_limit_lifted",
+    "warnings_as_lines",
 ]
 
 
@@ -36,15 +43,91 @@ class CommandError(Exception):
         self.status = status
 
 
+# The library's messages name its keyword arguments; on the command line the flags are meant.
+_CLI_WORDS = (
+    (re.compile(r"\bmax_pixels=None \(no limit\)"), "--max-pixels 0 (no limit)"),
+    (re.compile(r"\bmax_pixels=None\b"), "--max-pixels 0"),
+    (re.compile(r"\bmax_pixels=(\d+)"), r"--max-pixels \1"),
+    (re.compile(r"\ballow_truncated=True\b"), "--allow-truncated"),
+    (re.compile(r"set PIL\.Image\.MAX_IMAGE_PIXELS = None \(or a larger number\) in your program"),
+     "pass --max-pixels 0 (no limit) or a larger number"),
+)
+
+
+def cli_words(message: str) -> str:
+    """A library message in the words of the command line: flags, not keyword arguments.
+
+    Examples
+    --------
+    >>> cli_words("a.jpg: truncated JPEG file; pass allow_truncated=True to decode the part that is there")
+    'a.jpg: truncated JPEG file; pass --allow-truncated to decode the part that is there'
+    >>> cli_words("over the limit of max_pixels=100; pass max_pixels=None (no limit) or a larger number")
+    'over the limit of --max-pixels 100; pass --max-pixels 0 (no limit) or a larger number'
+    """
+    for pattern, words in _CLI_WORDS:
+        message = pattern.sub(words, message)
+    return message
+
+
 def error(message: str) -> None:
-    """Print ``exifclip: error: MESSAGE`` on stderr."""
-    print(f"exifclip: error: {message}", file=sys.stderr)
+    """Print ``exifclip: error: MESSAGE`` on stderr (one line, in the command line's words)."""
+    print(f"exifclip: error: {' '.join(cli_words(str(message)).split())}", file=sys.stderr)
 
 
 def error_for(source: object, problem: object) -> None:
-    """One line for a failed input, naming it once (messages that name the file are kept as they are)."""
+    """One line for a failed input, starting with its name (once).
+
+    Examples
+    --------
+    >>> import contextlib, io
+    >>> with contextlib.redirect_stderr(io.StringIO()) as err:
+    ...     error_for("x/a.jpg", "[Errno 13] Permission denied: 'x/a.jpg'")
+    >>> err.getvalue().strip()
+    "exifclip: error: x/a.jpg: [Errno 13] Permission denied: 'x/a.jpg'"
+    """
     message = str(problem)
-    error(message if str(source) in message else f"{source}: {message}")
+    error(message if message.startswith(f"{source}:") else f"{source}: {message}")
+
+
+@contextmanager
+def warnings_as_lines() -> Iterator[None]:
+    """Show each warning as one line ``exifclip: warning: MESSAGE`` on stderr, each text once.
+
+    exifclip's warnings name their file (a decoder's complaints included), so
+    one line per file and kind of problem is what the user sees, without
+    Python's source lines.
+    """
+    seen: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001 - the hook's signature
+        text = " ".join(cli_words(str(message)).split())
+        if text not in seen:
+            seen.add(text)
+            print(f"exifclip: warning: {text}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
+
+
+@contextmanager
+def pillow_limit_lifted() -> Iterator[None]:
+    """Lift Pillow's global pixel limit for the length of a command.
+
+    On the command line ``--max-pixels`` is the one limit: exifclip checks it
+    on the header before any pixel is decoded (``--max-pixels 0``: no limit),
+    so Pillow's own, stricter-worded global (about 179 megapixels) is lifted
+    here, and restored after: the process is the command's, not a library
+    caller's.
+    """
+    from PIL import Image
+
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -68,9 +151,19 @@ def add_decode_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-truncated", action="store_true",
                         help="decode truncated JPEGs (missing rows filled flat, with a warning) instead of failing "
                         "them")
-    parser.add_argument("--max-pixels", type=int, default=None,
-                        help="refuse images with more pixels, before decoding (default: about 179 megapixels; "
-                        "0: no exifclip limit, Pillow's own still applies)")
+    parser.add_argument("--max-pixels", type=_pixel_limit, default=None, metavar="N",
+                        help="refuse images of more than N pixels, before decoding them (a guard against "
+                        "decompression bombs; default: about 179 megapixels; 0: no limit, for files you trust)")
+
+
+def _pixel_limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of pixels, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (no limit) or a positive number of pixels, got {value}")
+    return value
 
 
 def add_splice_options(parser: argparse.ArgumentParser) -> None:
@@ -81,6 +174,9 @@ def add_splice_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=float, help="heatmap threshold for the mask (default: per image)")
     parser.add_argument("--score-method", choices=sorted(DETECTION_SCORES), default="mean",
                         help="detection score ('mean' is the paper's)")
+    parser.add_argument("--alarm-rate", type=float, default=0.05,
+                        help="flag a photo when at most this share of authentic photos of unseen cameras score as "
+                        "high (needs the model's score calibration; default 0.05)")
 
 
 def decode_kwargs(args: argparse.Namespace) -> dict:
@@ -138,5 +234,6 @@ def make_localizer(args: argparse.Namespace):
         method=args.method,
         threshold=args.threshold,
         score_method=args.score_method,
+        alarm_rate=args.alarm_rate,
         errors="skip",
     )

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from ._options import CommandError
+from ._output import prepare_output_folder
 
 NAME = "convert-official"
 
@@ -37,14 +38,18 @@ def register(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from ..modeling.convert import ConversionError, convert_official
 
-    out = Path(args.out_dir)
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
+    created = not Path(args.out_dir).exists()
+    out = prepare_output_folder(args.out_dir, "OUT_DIR")  # before the checkpoint is read
+    if any(out.iterdir()) and not args.overwrite:
         raise CommandError(f"{out}: exists and is not empty (pass --overwrite to replace its model files)", 1)
     tokenizer = None if args.tokenizer.lower() == "none" else args.tokenizer
     try:
         model = convert_official(args.checkpoint, out, tokenizer=tokenizer)
     except ConversionError as exc:  # a checkpoint that is not the paper's: the run failed (1), no usage error
         raise CommandError(str(exc), 1) from None
+    finally:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a failed conversion leaves no empty folder behind
     info = {k: v for k, v in model.conversion_info.items() if k != "text_config"}
     print(json.dumps({"out_dir": str(out), "tokenizer": tokenizer is not None, **info}))
     return 0

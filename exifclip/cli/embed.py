@@ -6,9 +6,17 @@ __all__ = ["NAME", "register", "run"]
 
 import argparse
 import json
-from pathlib import Path
 
-from ._options import CommandError, add_decode_options, add_model_options, error, estimator_kwargs
+from ._options import (
+    CommandError,
+    add_decode_options,
+    add_model_options,
+    cli_words,
+    error,
+    estimator_kwargs,
+    pillow_limit_lifted,
+)
+from ._output import check_output_file, output_failure
 
 NAME = "embed"
 
@@ -16,7 +24,8 @@ NAME = "embed"
 def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(NAME, help="embed images by their camera traces into an .npz file")
     p.add_argument("images", nargs="+", help="image files")
-    p.add_argument("--out", required=True, help="output .npz: files, embeddings (n, dim), failed_files")
+    p.add_argument("--out", required=True, help="output .npz: files, embeddings (n, dim), failed_files and "
+                   "failed_errors; not written when no image could be embedded")
     add_model_options(p)
     p.add_argument("--patches", action="store_true", help="also store every patch embedding and position")
     p.add_argument("--progress", action="store_true", help="show a progress bar")
@@ -65,8 +74,9 @@ def _embed_chunk(embedder, chunk: list[str], failed: dict[str, str], keep_patche
     report = BatchErrors("skip")
     per_image = embedder.transform_patches(chunk, report=report)
     for failure in report.failures:
-        error(f"{failure.source}: {failure.reason}")  # the reason no longer names the file
-        failed[chunk[failure.index]] = failure.reason
+        message = cli_words(f"{failure.source}: {failure.reason}")  # the reason no longer names the file
+        error(message)
+        failed[chunk[failure.index]] = message
     items = {}
     for path, item in zip(chunk, per_image):
         if item is None:
@@ -78,6 +88,27 @@ def _embed_chunk(embedder, chunk: list[str], failed: dict[str, str], keep_patche
     return items
 
 
+def _embed_all(embedder, parts, pending: list[str], failed: dict, args: argparse.Namespace, resumed: int) -> int:
+    """Embed ``pending`` in chunks of ``--save-every``, saving each; returns how many were embedded."""
+    computed = 0
+    try:
+        for start in range(0, len(pending), args.save_every):
+            items = _embed_chunk(embedder, pending[start : start + args.save_every], failed, args.patches)
+            if items:
+                try:
+                    parts.save_part(items)
+                except OSError as exc:
+                    raise output_failure(parts.folder, exc) from None
+                computed += len(items)
+    except KeyboardInterrupt:
+        raise CommandError(
+            f"interrupted: {computed + resumed} of {len(pending) + resumed} images are saved in "
+            f"{parts.folder}; rerun with --resume to go on",
+            130,
+        ) from None
+    return computed
+
+
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -86,29 +117,28 @@ def run(args: argparse.Namespace) -> int:
 
     if args.save_every < 1:
         raise CommandError(f"--save-every must be a positive number of images, got {args.save_every}")
-    embedder = ExifPatchEmbedder(**estimator_kwargs(args), errors="skip", progress=args.progress).fit()
-    out = Path(args.out)
-    parts = EmbedParts(out, _settings(args, embedder.patch_size_), resume=args.resume)
-    images = [str(p) for p in args.images]
-    resumed = {source_key(p) for p in images} & set(parts.done)
-    pending = list(dict.fromkeys(p for p in images if source_key(p) not in parts.done))  # unique, in order
-    failed: dict[str, str] = {}
-    computed = 0
-    try:
-        for start in range(0, len(pending), args.save_every):
-            items = _embed_chunk(embedder, pending[start : start + args.save_every], failed, args.patches)
-            if items:
-                parts.save_part(items)
-                computed += len(items)
-    except KeyboardInterrupt:
-        raise CommandError(
-            f"interrupted: {computed + len(resumed)} of {len(pending) + len(resumed)} images are saved in "
-            f"{parts.folder}; rerun with --resume to go on",
-            130,
-        ) from None
+    out = check_output_file(args.out)  # before the model is loaded: a mistake there costs nothing
+    with pillow_limit_lifted():
+        embedder = ExifPatchEmbedder(**estimator_kwargs(args), errors="skip", progress=args.progress).fit()
+        parts = EmbedParts(out, _settings(args, embedder.patch_size_), resume=args.resume)
+        images = [str(p) for p in args.images]
+        resumed = {source_key(p) for p in images} & set(parts.done)
+        pending = list(dict.fromkeys(p for p in images if source_key(p) not in parts.done))  # unique, in order
+        failed: dict[str, str] = {}
+        computed = _embed_all(embedder, parts, pending, failed, args, len(resumed))
     failed_files = [p for p in images if p in failed]
-    extra = {"model": np.asarray(str(args.model)), "patch_size": np.asarray(embedder.patch_size_)}
-    embedded = parts.finish(images, failed_files, embedder.embedding_dim_, extra)
+    if not any(source_key(p) in parts.done for p in images):
+        earlier = " (the file there is from an earlier run and was left as it was)" if out.exists() else ""
+        raise CommandError(f"{out}: not written: none of the {len(images)} images could be embedded{earlier}", 1)
+    extra = {
+        "model": np.asarray(str(args.model)),
+        "patch_size": np.asarray(embedder.patch_size_),
+        "failed_errors": np.asarray([failed[p] for p in failed_files], dtype=str),
+    }
+    try:
+        embedded = parts.finish(images, failed_files, embedder.embedding_dim_, extra)
+    except OSError as exc:
+        raise output_failure(out, exc) from None
     summary = {
         "out": str(out),
         "embedded": embedded,

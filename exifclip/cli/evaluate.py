@@ -7,15 +7,32 @@ __all__ = ["NAME", "register", "run"]
 import argparse
 import json
 
-from ._options import CommandError, add_decode_options, add_model_options, add_splice_options, error, make_localizer
+from ._options import (
+    CommandError,
+    add_decode_options,
+    add_model_options,
+    add_splice_options,
+    error,
+    make_localizer,
+    pillow_limit_lifted,
+)
+from ._output import check_output_file
 
 NAME = "evaluate"
+
+#: What ``--dataset folder`` reads, said in the help and in the error when nothing is found.
+FOLDER_LAYOUT = (
+    "ROOT/images/STEM.jpg|png|tif|... (the images) and ROOT/masks/STEM.png (optional, matched by file stem: "
+    "non-zero pixels = spliced; an image without a mask is authentic)"
+)
 
 
 def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(NAME, help="localisation and detection metrics on a benchmark")
-    p.add_argument("--dataset", required=True, help="columbia, dso1, korus, in_the_wild, casia1, folder or synthetic")
-    p.add_argument("--root", required=True, help="the dataset folder, as it ships")
+    p.add_argument("--dataset", required=True,
+                   help="columbia, dso1, korus, in_the_wild, casia1, synthetic (each as it ships), or folder: your "
+                   f"own benchmark laid out as {FOLDER_LAYOUT}")
+    p.add_argument("--root", required=True, help="the dataset folder (ROOT)")
     p.add_argument("--variant", help="synthetic benchmark variant: png or jpeg90")
     p.add_argument("--mask-root", help="external masks (CASIA 1)")
     p.add_argument("--limit", type=int, help="only the first N images")
@@ -39,12 +56,22 @@ def _samples(args: argparse.Namespace) -> list:
     try:
         samples = list(load_dataset(args.dataset, args.root, **kwargs))
     except (ValueError, OSError) as exc:
-        raise CommandError(str(exc)) from None
+        raise _folder_error(args) if args.dataset == "folder" else CommandError(str(exc)) from None
     if args.limit:
         samples = samples[: args.limit]
     if not samples:
-        raise CommandError(f"no images found for dataset {args.dataset!r} under {args.root}")
+        raise _folder_error(args) if args.dataset == "folder" else CommandError(
+            f"{args.root}: no images found for dataset {args.dataset!r}")
     return samples
+
+
+def _folder_error(args: argparse.Namespace) -> CommandError:
+    """What is missing under ``--root`` for ``--dataset folder``, and the layout it expects."""
+    from pathlib import Path
+
+    root = Path(args.root)
+    missing = "folder not found" if not root.is_dir() else f"no images in {root / 'images'}"
+    return CommandError(f"{root}: {missing}; --dataset folder expects {FOLDER_LAYOUT}")
 
 
 def _localize_all(localizer, samples: list, progress: bool) -> tuple[list, list[float]]:
@@ -86,9 +113,12 @@ def run(args: argparse.Namespace) -> int:
     from .._atomic import atomic_write
     from ..splice.evaluation import evaluate_localization
 
-    samples = _samples(args)
-    localizer = make_localizer(args).fit()
-    results, seconds = _localize_all(localizer, samples, args.progress)
+    if args.json:
+        check_output_file(args.json, "--json")
+    with pillow_limit_lifted():
+        samples = _samples(args)
+        localizer = make_localizer(args).fit()
+        results, seconds = _localize_all(localizer, samples, args.progress)
     report = evaluate_localization(
         results, [s.mask for s in samples], labels=[s.label for s in samples], names=[s.name for s in samples]
     )

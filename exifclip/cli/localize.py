@@ -7,6 +7,7 @@ __all__ = ["NAME", "register", "run"]
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from ._options import (
@@ -14,15 +15,44 @@ from ._options import (
     add_decode_options,
     add_model_options,
     add_splice_options,
+    cli_words,
     decode_kwargs,
+    error,
     error_for,
     make_localizer,
+    pillow_limit_lifted,
 )
+from ._output import output_failure, prepare_output_folder
 
 NAME = "localize"
 
-# The keys of a localize record that name its pictures; STEM.json, written after them, marks them complete.
+# The pictures a record can name (its keys); STEM.json, written after them, marks them complete.
 OUTPUTS = ("heatmap", "mask", "overlay")
+
+#: Longer side of the heatmap and overlay pictures unless ``--max-side`` says otherwise.
+DEFAULT_MAX_SIDE = 2048
+
+
+def _outputs(text: str) -> tuple[str, ...]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if names == ["none"]:
+        return ()
+    unknown = [n for n in names if n not in OUTPUTS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated list of {', '.join(OUTPUTS)} (or none), got {text!r}"
+        )
+    return tuple(n for n in OUTPUTS if n in names)
+
+
+def _side(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of pixels, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (full resolution) or a positive number of pixels, got {value}")
+    return value
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -31,9 +61,25 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--out",
         required=True,
-        help="output folder: per image STEM_heatmap.png, STEM_mask.png, "
-        "STEM_overlay.png and STEM.json (written last: the image is done); results.jsonl: the "
-        "records of all the images given, in order",
+        help="output folder (created if missing): per image STEM_heatmap.png, STEM_mask.png, "
+        "STEM_overlay.png (see --outputs) and STEM.json (written last: the image is done); results.jsonl: "
+        "a record for every image given, in order, failed ones with their status and error",
+    )
+    p.add_argument(
+        "--outputs",
+        type=_outputs,
+        default=OUTPUTS,
+        metavar="LIST",
+        help="pictures to write, comma-separated: heatmap, mask, overlay (default: all three), or none "
+        "(scores and STEM.json only)",
+    )
+    p.add_argument(
+        "--max-side",
+        type=_side,
+        default=DEFAULT_MAX_SIDE,
+        metavar="PX",
+        help=f"longer side of the heatmap and overlay pictures, in pixels (default {DEFAULT_MAX_SIDE}: quick to "
+        "write and view; 0: full resolution); the mask is always written at full resolution, exactly",
     )
     add_model_options(p)
     add_splice_options(p)
@@ -54,6 +100,15 @@ def register(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def _verdict(result, alarm_rate: float) -> str:
+    """One line a person can act on; the mask is a finding only when the photo is flagged."""
+    if result.flagged is None:
+        return "no calibration for these settings: read the score by comparison only"
+    if result.flagged:
+        return f"flagged: at most {alarm_rate:.0%} of authentic photos of unseen cameras score this high"
+    return f"nothing found at a {alarm_rate:.0%} false-alarm rate (the mask is shown for inspection only)"
+
+
 def settings_of(args: argparse.Namespace) -> dict:
     """What a localize result depends on: a resumed image must have been made with the same."""
     settings = {
@@ -67,93 +122,165 @@ def settings_of(args: argparse.Namespace) -> dict:
         "stride": args.stride,
         "vmax": args.vmax,
     }
-    if args.dtype is not None:  # only when given: results of earlier versions stay resumable
+    # only when given: results of earlier versions stay resumable
+    if args.dtype is not None:
         settings["dtype"] = args.dtype
+    if getattr(args, "max_side", DEFAULT_MAX_SIDE) != DEFAULT_MAX_SIDE:
+        settings["max_side"] = args.max_side
     if args.fast:
         settings["mode"] = "fast"
+    if args.alarm_rate != 0.05:
+        settings["alarm_rate"] = args.alarm_rate
     return settings
+
+
+def _decode(path: str, args: argparse.Namespace):
+    """The image, and what its decoding said (in the record and, once per line, on stderr)."""
+    import warnings
+
+    from ..io import TruncatedImageWarning, load_image
+
+    with warnings.catch_warnings(record=True) as caught:
+        image = load_image(path, **decode_kwargs(args))
+    for w in caught:  # shown by the command's warning printer, one line each
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    notes = list(dict.fromkeys(" ".join(cli_words(str(w.message)).split()) for w in caught))
+    truncated = any(issubclass(w.category, TruncatedImageWarning) for w in caught)
+    return image, notes, truncated
+
+
+def write_pictures(image, result, out: Path, stem: str, args: argparse.Namespace) -> dict[str, str]:
+    """Write the pictures ``args.outputs`` asks for; returns kind -> path.
+
+    Raises
+    ------
+    CommandError
+        A picture could not be written (naming it): the command stops.
+    """
+    from ..viz import save_heatmap, save_mask, save_overlay
+
+    side = args.max_side or None
+    writers = {
+        "heatmap": lambda p: save_heatmap(p, result.heatmap, vmax=args.vmax, max_side=side),
+        "mask": lambda p: save_mask(p, result.mask),
+        "overlay": lambda p: save_overlay(p, image, result.heatmap, result.mask, vmax=args.vmax, max_side=side),
+    }
+    files = {}
+    for kind in args.outputs:
+        target = out / f"{stem}_{kind}.png"
+        try:
+            files[kind] = str(writers[kind](target))
+        except OSError as exc:
+            raise output_failure(target, exc) from None
+    return files
 
 
 def localize_one(localizer, path: str, stem: str, out: Path, args: argparse.Namespace, settings: dict) -> dict:
     """Localise one image and write its pictures, then its marker; returns the record."""
-    import time
-
     from .._atomic import atomic_write
-    from ..io import load_image
-    from ..viz import colorize, mask_image, overlay, save_png
+    from ..viz import reduction
     from ._resume import source_key
 
     start = time.perf_counter()
-    image = load_image(path, **decode_kwargs(args))  # decoded once: localised and drawn
+    image, notes, truncated = _decode(path, args)
+    decoded = time.perf_counter()
     result = localizer.localize([image])[0]
     if result is None:
         raise ValueError(localizer.failures_[0].reason)
-    files = {
-        "heatmap": save_png(colorize(result.heatmap, vmax=args.vmax), out / f"{stem}_heatmap.png"),
-        "mask": save_png(mask_image(result.mask), out / f"{stem}_mask.png"),
-        "overlay": save_png(overlay(image, result.heatmap, result.mask, vmax=args.vmax), out / f"{stem}_overlay.png"),
-    }
+    analysed = time.perf_counter()
+    files = write_pictures(image, result, out, stem, args)
+    factor = reduction(result.heatmap.shape, args.max_side or None)
     grid = result.grid
     record = {
         "file": str(path),
         "abspath": source_key(path),
+        "status": "ok",
         "score": result.score,
         "score_method": args.score_method,
+        "false_alarm_rate": result.false_alarm_rate,
+        "flagged": result.flagged,
+        "verdict": _verdict(result, args.alarm_rate),
         "spliced_fraction": float(result.mask.mean()),
         "heatmap_max": float(result.heatmap.max()),
         "heatmap_scale": [0.0, args.vmax],
-        **{k: str(v) for k, v in files.items()},
+        **files,
+        "picture_size": [-(-image.shape[1] // factor), -(-image.shape[0] // factor)],
+        "truncated": truncated,
+        "warnings": notes,
         "grid": {"patch_size": grid.patch_size, "stride": grid.stride, "rows": grid.n_rows, "cols": grid.n_cols},
         "timings": {
+            "decode_s": round(decoded - start, 4),
             **{k: round(v, 4) for k, v in result.timings.items()},
-            "total_s": round(time.perf_counter() - start, 4),
+            "write_s": round(time.perf_counter() - analysed, 4),
+            "total_s": round(time.perf_counter() - start, 4),  # all but writing this marker
         },
         "model": str(args.model),
         "settings": settings,
     }
-    with atomic_write(out / f"{stem}.json", "w") as f:
-        json.dump(record, f, indent=1)
-        f.write("\n")
+    marker = out / f"{stem}.json"
+    try:
+        with atomic_write(marker, "w") as f:
+            json.dump(record, f, indent=1)
+            f.write("\n")
+    except OSError as exc:
+        raise output_failure(marker, exc) from None
     return record
 
 
-def run(args: argparse.Namespace) -> int:
-    from .._atomic import atomic_write, remove_stale_parts
-    from ._resume import assign_stems, completed_record
+def _failed_record(path: str, message: str) -> dict:
+    from ._resume import source_key
 
-    localizer = make_localizer(args).fit()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_parts(out)  # temporaries of a killed run
-    images = [str(p) for p in args.images]
-    stems = assign_stems(images, out)
-    settings = settings_of(args)
-    records: list[dict | None] = [None] * len(images)
-    done = skipped = failed = 0
-    interrupted = False
+    return {"file": str(path), "abspath": source_key(path), "status": "failed", "error": message}
+
+
+def _write_log(out: Path, images: list[str], records: list) -> CommandError | None:
+    """results.jsonl: a record for every image given (``"not done"`` where the run stopped first)."""
+    from .._atomic import atomic_write
+    from ._resume import source_key
+
+    target = out / "results.jsonl"
     try:
-        for i, (path, stem) in enumerate(zip(images, stems)):
-            if args.resume:
-                records[i] = completed_record(out, stem, path, settings, OUTPUTS)
-                if records[i] is not None:
-                    skipped += 1
-                    continue
-            try:
-                records[i] = localize_one(localizer, path, stem, out, args, settings)
-            except (ValueError, OSError) as exc:  # ImageLoadError is a ValueError
-                error_for(path, exc)
-                failed += 1
-                continue
-            done += 1
-            print(json.dumps(records[i]), flush=True)
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        # Every finished image of these inputs, in input order: this run's and resumed ones.
-        with atomic_write(out / "results.jsonl", "w") as log:
-            for record in records:
-                if record is not None:
-                    log.write(json.dumps(record) + "\n")
+        with atomic_write(target, "w") as log:
+            for path, record in zip(images, records):
+                if record is None:
+                    record = {"file": str(path), "abspath": source_key(path), "status": "not done"}
+                log.write(json.dumps(record) + "\n")
+    except OSError as exc:
+        return output_failure(target, exc)
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    from .._atomic import remove_stale_parts
+    from ._resume import assign_stems
+
+    out = prepare_output_folder(args.out)  # before the model is loaded: a mistake there costs nothing
+    with pillow_limit_lifted():
+        localizer = make_localizer(args).fit()
+        remove_stale_parts(out)  # temporaries of a killed run
+        images = [str(p) for p in args.images]
+        stems = assign_stems(images, out)
+        settings = settings_of(args)
+        records: list[dict | None] = [None] * len(images)
+        counts = {"done": 0, "skipped": 0, "failed": 0}
+        interrupted, stop = False, None
+        try:
+            _localize_all(localizer, images, stems, out, args, settings, records, counts)
+        except KeyboardInterrupt:
+            interrupted = True
+        except CommandError as exc:  # an output could not be written
+            stop = exc
+        except BaseException:
+            _write_log(out, images, records)
+            raise
+    log_problem = _write_log(out, images, records)
+    if stop is not None:
+        if log_problem is not None:
+            error(str(log_problem))
+        raise stop
+    if log_problem is not None:
+        raise log_problem
+    done, skipped, failed = counts["done"], counts["skipped"], counts["failed"]
     summary = f"{done} localized, {skipped} skipped (already done), {failed} failed"
     if interrupted:
         left = len(images) - done - skipped - failed
@@ -164,3 +291,26 @@ def run(args: argparse.Namespace) -> int:
         )
     print(f"exifclip: localize: {summary}, of {len(images)} images in {out}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _localize_all(localizer, images, stems, out, args, settings, records, counts) -> None:
+    """Fill ``records`` in input order; a failed image is reported and recorded, the others go on."""
+    from ._resume import completed_record
+
+    for i, (path, stem) in enumerate(zip(images, stems)):
+        if args.resume:
+            records[i] = completed_record(out, stem, path, settings, args.outputs)
+            if records[i] is not None:
+                records[i].setdefault("status", "ok")
+                counts["skipped"] += 1
+                continue
+        try:
+            records[i] = localize_one(localizer, path, stem, out, args, settings)
+        except (ValueError, OSError) as exc:  # the input's fault (ImageLoadError is a ValueError)
+            message = str(exc) if str(exc).startswith(f"{path}:") else f"{path}: {exc}"
+            error_for(path, exc)
+            records[i] = _failed_record(path, cli_words(message))
+            counts["failed"] += 1
+            continue
+        counts["done"] += 1
+        print(json.dumps(records[i]), flush=True)

@@ -18,6 +18,7 @@ import typing
 from pathlib import Path
 
 from ._options import error, error_for
+from ._output import prepare_output_folder
 
 NAME = "train"
 
@@ -183,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
     if hook is not None and not config.eval_every:
         config = config.replace(eval_every=max(config.steps // 10, 1))
     config.validate()
+    prepare_output_folder(config.out_dir)  # a mistake in --out: one line, before any work
     result = train(config, eval_hook=hook)
     unreadable = ("unreadable", "decode_failed")
     failed = [(name, detail) for name, reason, detail in result.skipped_files if reason in unreadable]

@@ -12,12 +12,16 @@ resample    resize by factor s (bicubic), then cut the patch   ``, Processing: R
 blur        Gaussian blur of standard deviation sigma          ``, Processing: Blur 1.5``
 noise       add Gaussian noise of std sigma (8-bit levels)     ``, Processing: Noise 4.0``
 gamma       ``255 * (x / 255) ** g``                            ``, Processing: Gamma 1.25``
+sharpen     unsharp mask of amount a (radius 1.5 px)           ``, Processing: Sharpen 1.5``
 ==========  =================================================  =======================
 
+``sharpen`` is not among the default ``ops`` (runs configured before it
+existed repeat exactly); ask for it with ``ops=[..., "sharpen"]``.
+
 Values are drawn uniformly from each op's range and rounded to the digits
-shown (JPEG: integer; Resample and Gamma: two decimals; Blur and Noise: one)
-*before* use, so the text states exactly what was done. JPEG, resample and
-blur process a region around the patch and cut the patch from its interior,
+shown (JPEG: integer; Resample and Gamma: two decimals; Blur, Noise and Sharpen: one)
+*before* use, so the text states exactly what was done. JPEG, resample, blur and
+sharpen process a region around the patch and cut the patch from its interior,
 so borders do not leak in. When a photo is too small for the region, the
 patch is left unprocessed (no text appended); resampling by ``s < 1`` is
 first clamped to the smallest factor the photo allows.
@@ -34,10 +38,15 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFilter
 
-__all__ = ["AUGMENT_OPS", "AugmentConfig", "augment_patch", "augmentation_phrases"]
+__all__ = ["AUGMENT_OPS", "DEFAULT_AUGMENT_OPS", "AugmentConfig", "augment_patch", "augmentation_phrases",
+           "process_patch"]
 
 #: The processing operations, in the order of the table in the module doc.
-AUGMENT_OPS = ("jpeg", "resample", "blur", "noise", "gamma")
+AUGMENT_OPS = ("jpeg", "resample", "blur", "noise", "gamma", "sharpen")
+#: Those drawn by default (``sharpen`` came later and is asked for by name).
+DEFAULT_AUGMENT_OPS = ("jpeg", "resample", "blur", "noise", "gamma")
+#: The unsharp mask's radius in pixels (the text states its amount).
+SHARPEN_RADIUS = 1.5
 
 
 @dataclass
@@ -51,13 +60,16 @@ class AugmentConfig:
     p : float, default=0.5
         Fraction of patches processed (by exactly one operation).
     ops : sequence of str
-        Operations to draw from, uniformly: any of :data:`AUGMENT_OPS`.
+        Operations to draw from, uniformly: any of :data:`AUGMENT_OPS`
+        (default :data:`DEFAULT_AUGMENT_OPS`).
     jpeg_quality : (int, int), default=(50, 95)
     resample_factor : (float, float), default=(0.5, 1.5)
     blur_sigma : (float, float), default=(0.5, 2.0)
     noise_std : (float, float), default=(1.0, 8.0)
         In 8-bit levels.
     gamma : (float, float), default=(0.6, 1.6)
+    sharpen_amount : (float, float), default=(0.5, 2.0)
+        Unsharp-mask amount (1.0: the detail added once).
 
     Examples
     --------
@@ -66,12 +78,13 @@ class AugmentConfig:
     """
 
     p: float = 0.5
-    ops: Sequence[str] = AUGMENT_OPS
+    ops: Sequence[str] = DEFAULT_AUGMENT_OPS
     jpeg_quality: tuple[int, int] = (50, 95)
     resample_factor: tuple[float, float] = (0.5, 1.5)
     blur_sigma: tuple[float, float] = (0.5, 2.0)
     noise_std: tuple[float, float] = (1.0, 8.0)
     gamma: tuple[float, float] = (0.6, 1.6)
+    sharpen_amount: tuple[float, float] = (0.5, 2.0)
 
     def __post_init__(self):
         self.ops = tuple(self.ops)
@@ -80,7 +93,7 @@ class AugmentConfig:
             raise ValueError(f"augment ops must be a non-empty list from {AUGMENT_OPS}, got {list(self.ops)}")
         if not 0.0 <= float(self.p) <= 1.0:
             raise ValueError(f"augment p must be in [0, 1], got {self.p}")
-        for name in ("jpeg_quality", "resample_factor", "blur_sigma", "noise_std", "gamma"):
+        for name in ("jpeg_quality", "resample_factor", "blur_sigma", "noise_std", "gamma", "sharpen_amount"):
             lo, hi = getattr(self, name)
             if not (0 < lo <= hi):
                 raise ValueError(f"augment {name} must be a range (low, high) with 0 < low <= high, got {(lo, hi)}")
@@ -145,56 +158,92 @@ def augment_patch(image: np.ndarray, patch_size: int, rng: np.random.Generator,
     >>> patch.shape, suffix
     ((32, 32, 3), ', Processing: Gamma 1.50')
     """
-    h, w = image.shape[:2]
-    p = int(patch_size)
-    op = config.ops[int(rng.integers(len(config.ops)))]
+    done = process_patch(image, patch_size, rng, config)
+    return None if done is None else done[:2]
 
-    def uniform(lo, hi):
-        return float(rng.uniform(lo, hi))
 
+def _draw_value(op: str, rng: np.random.Generator, config: AugmentConfig) -> float:
     if op == "jpeg":
-        q = int(rng.integers(config.jpeg_quality[0], config.jpeg_quality[1] + 1))
-        side = p + 24
-        if side > min(h, w):
+        return int(rng.integers(config.jpeg_quality[0], config.jpeg_quality[1] + 1))
+    ranges = {"resample": (config.resample_factor, 2), "blur": (config.blur_sigma, 1),
+              "noise": (config.noise_std, 1), "gamma": (config.gamma, 2), "sharpen": (config.sharpen_amount, 1)}
+    (lo, hi), digits = ranges[op]
+    return round(float(rng.uniform(lo, hi)), digits)
+
+
+def _region(image: np.ndarray, side: int, rng: np.random.Generator) -> np.ndarray | None:
+    """A random ``side`` x ``side`` region of ``image``, or ``None`` when it does not fit."""
+    h, w = image.shape[:2]
+    if side > min(h, w):
+        return None
+    y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+    return _cut(image, y, x, side)
+
+
+def process_patch(image: np.ndarray, patch_size: int, rng: np.random.Generator, config: AugmentConfig,
+                  op: str | None = None, value: float | None = None) -> tuple[np.ndarray, str, tuple] | None:
+    """As :func:`augment_patch`, with the operation and its value given or drawn; also returns them.
+
+    Returns ``(patch, suffix, (op, value))`` or ``None``. Passing the
+    ``(op, value)`` of one patch processes another patch (at another random
+    position) the same way: the patch pairs of the dataset.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    >>> cfg = AugmentConfig(p=1.0, ops=["sharpen"])
+    >>> patch, suffix, how = process_patch(img, 32, np.random.default_rng(0), cfg)
+    >>> process_patch(img, 32, np.random.default_rng(1), cfg, *how)[1] == suffix
+    True
+    """
+    p = int(patch_size)
+    if op is None:
+        op = config.ops[int(rng.integers(len(config.ops)))]
+    noise_or_gamma = op in ("noise", "gamma")
+    if value is None and not noise_or_gamma:  # noise and gamma draw the position first (their original order)
+        value = _draw_value(op, rng, config)
+    if op == "jpeg":
+        region = _region(image, p + 24, rng)
+        if region is None:
             return None
-        y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
         oy, ox = 8 + int(rng.integers(0, 8)), 8 + int(rng.integers(0, 8))
         buf = _stdio.BytesIO()
-        _to_pil(_cut(image, y, x, side)).save(buf, "JPEG", quality=q)
+        _to_pil(region).save(buf, "JPEG", quality=int(value))
         out = np.asarray(Image.open(_stdio.BytesIO(buf.getvalue())).convert("RGB"))
-        return _cut(out, oy, ox, p), f", Processing: JPEG {q}"
+        return _cut(out, oy, ox, p), f", Processing: JPEG {int(value)}", (op, value)
     if op == "resample":
-        s = round(uniform(*config.resample_factor), 2)
         need = p + 16  # output pixels: the patch and 8 px either side
-        s = max(s, math.ceil(100 * need / max(min(h, w) - 2, 1)) / 100)
+        s = max(value, math.ceil(100 * need / max(min(image.shape[:2]) - 2, 1)) / 100)
         side = math.ceil(need / s) + 2
-        if side > min(h, w) or s <= 0:
+        region = _region(image, side, rng) if s > 0 else None
+        if region is None:
             return None
-        y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
         out_side = max(round(side * s), need)
-        out = np.asarray(_to_pil(_cut(image, y, x, side)).resize((out_side, out_side), Image.BICUBIC))
+        out = np.asarray(_to_pil(region).resize((out_side, out_side), Image.BICUBIC))
         o = (out_side - p) // 2
-        return _cut(out, o, o, p), f", Processing: Resample {s:.2f}"
-    if op == "blur":
-        sigma = round(uniform(*config.blur_sigma), 1)
-        margin = int(math.ceil(3 * sigma)) + 1
-        side = p + 2 * margin
-        if side > min(h, w):
+        return _cut(out, o, o, p), f", Processing: Resample {s:.2f}", (op, value)
+    if op in ("blur", "sharpen"):
+        radius = value if op == "blur" else SHARPEN_RADIUS
+        margin = int(math.ceil(3 * radius)) + 1
+        region = _region(image, p + 2 * margin, rng)
+        if region is None:
             return None
-        y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-        out = np.asarray(_to_pil(_cut(image, y, x, side)).filter(ImageFilter.GaussianBlur(radius=sigma)))
-        return _cut(out, margin, margin, p), f", Processing: Blur {sigma:.1f}"
-    y, x = int(rng.integers(0, h - p + 1)), int(rng.integers(0, w - p + 1))
-    patch = _cut(image, y, x, p).astype(np.float32)
+        pil_filter = (ImageFilter.GaussianBlur(radius=value) if op == "blur"
+                      else ImageFilter.UnsharpMask(radius=SHARPEN_RADIUS, percent=round(100 * value), threshold=0))
+        out = np.asarray(_to_pil(region).filter(pil_filter))
+        name = "Blur" if op == "blur" else "Sharpen"
+        return _cut(out, margin, margin, p), f", Processing: {name} {value:.1f}", (op, value)
+    patch = _region(image, p, rng).astype(np.float32)
+    if value is None:
+        value = _draw_value(op, rng, config)
     if op == "noise":
-        std = round(uniform(*config.noise_std), 1)
-        patch = patch + rng.normal(0.0, std, patch.shape).astype(np.float32)
-        suffix = f", Processing: Noise {std:.1f}"
+        patch = patch + rng.normal(0.0, value, patch.shape).astype(np.float32)
+        suffix = f", Processing: Noise {value:.1f}"
     else:  # gamma
-        g = round(uniform(*config.gamma), 2)
-        patch = 255.0 * (patch / 255.0) ** g
-        suffix = f", Processing: Gamma {g:.2f}"
-    return np.clip(np.rint(patch), 0, 255).astype(np.uint8), suffix
+        patch = 255.0 * (patch / 255.0) ** value
+        suffix = f", Processing: Gamma {value:.2f}"
+    return np.clip(np.rint(patch), 0, 255).astype(np.uint8), suffix, (op, value)
 
 
 def augmentation_phrases(config: AugmentConfig | None) -> list[str]:
@@ -206,4 +255,5 @@ def augmentation_phrases(config: AugmentConfig | None) -> list[str]:
             + [f"Processing: Resample {v:.2f}" for v in np.arange(0.3, 3.0, 0.01)]
             + [f"Processing: Blur {v:.1f}" for v in np.arange(0.1, 5.0, 0.1)]
             + [f"Processing: Noise {v:.1f}" for v in np.arange(0.1, 20.0, 0.1)]
-            + [f"Processing: Gamma {v:.2f}" for v in np.arange(0.3, 3.0, 0.01)])
+            + [f"Processing: Gamma {v:.2f}" for v in np.arange(0.3, 3.0, 0.01)]
+            + ([f"Processing: Sharpen {v:.1f}" for v in np.arange(0.1, 5.0, 0.1)] if "sharpen" in config.ops else []))

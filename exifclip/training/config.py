@@ -14,11 +14,14 @@ import numpy as np
 
 from .augment import AugmentConfig
 from .checkpoints import json_default, latest_checkpoint
+from .sampling import SAMPLING_MODES
 
 __all__ = ["TrainingConfig"]
 
 BATCHNORM_MODES = ("batch", "sync", "frozen")
 PRECISIONS = ("auto", "fp32", "bf16")
+#: exifclip.modeling.loss.TARGET_MODES, repeated so that reading a config does not import PyTorch.
+TARGET_MODES = ("diagonal", "same_text", "same_camera", "text_similarity")
 
 
 @dataclass
@@ -32,6 +35,18 @@ class TrainingConfig:
         ``min_size``, ``cache_images``, ``num_workers`` (DataLoader
         processes), ``augment`` (``None``: off; ``True`` or a dict of
         :class:`~exifclip.training.augment.AugmentConfig` fields).
+    Objective (the training guide, "Objectives for small, clustered data"; every default is the plain CLIP loss)
+        ``targets`` (``"diagonal"``; ``"same_text"``, ``"same_camera"``:
+        batch items with the same text, or the same Make + Model (and
+        processing), are positives, not negatives; ``"text_similarity"``: soft
+        targets from the overlap of the texts' tags, sharpened by
+        ``target_temperature``), ``patch_pairs`` and ``patch_loss_weight``
+        (two patches of each photo; the loss adds a patch-to-patch InfoNCE of
+        this weight), ``batch_sampling`` (``"random"``; ``"camera_balanced"``:
+        each batch draws cameras uniformly, then photos; ``"hard_negatives"``:
+        as balanced, ``photos_per_camera`` photos of each camera, other
+        settings first), ``tag_dropout`` (probability of leaving each tag out
+        of the text) and ``shuffle_tags`` (tags in random order).
     Model
         Exactly one of ``arch`` (train from scratch: a WordPiece vocabulary
         of ``vocab_size`` is learnt from the corpus's texts) or ``init``
@@ -81,6 +96,20 @@ class TrainingConfig:
     augment: Any = field(default=None, metadata={
         "help": "processing augmentations (JPEG, resample, blur, noise, gamma), optionally a JSON object of "
         "AugmentConfig settings", "nargs": "?", "const": "on", "metavar": "JSON"})
+    targets: str = field(default="diagonal", metadata={
+        "help": "which batch items are positives: diagonal (CLIP), same_text, same_camera (same Make + Model and "
+        "processing), text_similarity (soft, from the texts' tag overlap)", "choices": list(TARGET_MODES)})
+    target_temperature: float = field(default=0.1, metadata={
+        "help": "temperature of the text_similarity targets (lower: closer to same_text)"})
+    patch_pairs: bool = field(default=False, metadata={
+        "help": "two patches per photo, and a patch-to-patch term in the loss (self-consistency)"})
+    patch_loss_weight: float = field(default=1.0, metadata={"help": "weight of the patch-to-patch term"})
+    batch_sampling: str = field(default="random", metadata={
+        "help": "random; camera_balanced (cameras uniformly, then photos); hard_negatives (as balanced, "
+        "--photos-per-camera photos of each camera with other settings)", "choices": list(SAMPLING_MODES)})
+    photos_per_camera: int = field(default=4, metadata={"help": "photos of one camera per batch, hard_negatives"})
+    tag_dropout: float = field(default=0.0, metadata={"help": "probability of leaving each tag out of the text"})
+    shuffle_tags: bool = field(default=False, metadata={"help": "write the tags of the text in a random order"})
     arch: str | None = field(default=None, metadata={
         "help": "train from scratch: small or paper-resnet50", "exclusive": "model"})
     init: str | None = field(default=None, metadata={
@@ -197,6 +226,7 @@ class TrainingConfig:
         if self.text_style not in ("default", "paper"):
             raise ValueError(f"text_style must be 'default' or 'paper', got {self.text_style!r}")
         AugmentConfig.coerce(self.augment)
+        self._validate_objective()
         if need_model and not self._resuming() and (self.arch is None) == (self.init is None):
             raise ValueError("give exactly one of arch (train from scratch) or init (fine-tune a model)")
         if need_data and self.images is None and self.metadata is None:
@@ -206,6 +236,21 @@ class TrainingConfig:
         if self.resume is True and self.out_dir is None:
             raise ValueError("resume=True needs out_dir (where the checkpoints are)")
         return self
+
+    def _validate_objective(self) -> None:
+        if self.targets not in TARGET_MODES:
+            raise ValueError(f"targets must be one of {TARGET_MODES}, got {self.targets!r}")
+        if not (self.target_temperature > 0 and math.isfinite(self.target_temperature)):
+            raise ValueError(f"target_temperature must be a positive number, got {self.target_temperature!r}")
+        if not (self.patch_loss_weight >= 0 and math.isfinite(self.patch_loss_weight)):
+            raise ValueError(f"patch_loss_weight must be >= 0, got {self.patch_loss_weight!r}")
+        if self.batch_sampling not in SAMPLING_MODES:
+            raise ValueError(f"batch_sampling must be one of {SAMPLING_MODES}, got {self.batch_sampling!r}")
+        value = self.photos_per_camera
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"photos_per_camera must be an integer >= 1, got {value!r}")
+        if not 0.0 <= self.tag_dropout < 1.0:
+            raise ValueError(f"tag_dropout must be in [0, 1), got {self.tag_dropout!r}")
 
     def _resuming(self) -> bool:
         if isinstance(self.resume, str):

@@ -18,6 +18,13 @@ worker processes, ranks or how far a run got, which is what makes resumed and
 multi-process runs repeat a one-process run exactly.
 
 Processing augmentations (off by default) are :mod:`exifclip.training.augment`.
+
+Options for small, clustered corpora (all off by default, each leaving the
+draws above unchanged): ``patch_pairs`` adds a second patch of the same
+photo, at another random position and processed the same way (the
+patch-to-patch term of the loss); ``tag_dropout`` and ``shuffle_tags``
+rewrite the text (:mod:`exifclip.training.text`) from their own generator,
+``default_rng([seed, e, i, 1])``.
 """
 
 from __future__ import annotations
@@ -38,7 +45,8 @@ import numpy as np
 
 from ..exif import DEFAULT_TAGS, PAPER_TAGS, ExifWarning, exif_to_text, read_exif
 from ..io import IMAGE_EXTENSIONS, ImageLoadError, load_image, open_image, source_name
-from .augment import AugmentConfig, augment_patch
+from .augment import AugmentConfig, process_patch
+from .text import camera_key, transform_text
 
 __all__ = [
     "ExifRecord",
@@ -244,12 +252,18 @@ def _scan_one(item: tuple, tags: Any, style: str, min_tags: int, min_size: int):
 
 class PatchSample(NamedTuple):
     """One example: ``patch`` (P, P, 3) uint8 (``None`` if decoding failed),
-    ``text``, the record ``index``, and ``error`` (a message or ``None``)."""
+    ``text`` (as the model reads it), the record ``index``, ``error`` (a
+    message or ``None``), ``patch2`` (a second patch of the photo with
+    ``patch_pairs``, else ``None``) and ``label_text`` (the full text before
+    tag dropout and shuffling, which the loss's targets compare; ``None``:
+    ``text``)."""
 
     patch: np.ndarray | None
     text: str
     index: int
     error: str | None = None
+    patch2: np.ndarray | None = None
+    label_text: str | None = None
 
 
 class ExifPatchDataset:
@@ -280,6 +294,12 @@ class ExifPatchDataset:
         DataLoader worker keeps its own cache).
     augment : AugmentConfig, dict, True or None
         Processing augmentations (off by default).
+    patch_pairs : bool, default=False
+        Each item also holds a second patch of its photo (``patch2``).
+    tag_dropout : float, default=0.0
+        Probability of leaving each tag out of the text.
+    shuffle_tags : bool, default=False
+        Write the tags in a random order.
     seed : int, default=0
     scan_workers : int, default=8
         Threads reading headers when the dataset is built.
@@ -309,7 +329,8 @@ class ExifPatchDataset:
     def __init__(self, sources: Any = None, *, metadata: str | os.PathLike | None = None, patch_size: int = 124,
                  min_tags: int = 11, tags: Any = None, text_style: str = "default", min_size: int | None = None,
                  cache_images: bool = False, augment: Any = None, seed: int = 0, scan_workers: int = 8,
-                 records: Sequence[ExifRecord] | None = None, skipped_files: Iterable[tuple] = ()):
+                 records: Sequence[ExifRecord] | None = None, skipped_files: Iterable[tuple] = (),
+                 patch_pairs: bool = False, tag_dropout: float = 0.0, shuffle_tags: bool = False):
         if text_style not in ("default", "paper"):
             raise ValueError(f"text_style must be 'default' or 'paper', got {text_style!r}")
         if isinstance(tags, str) and tags not in ("default", "all"):
@@ -322,6 +343,10 @@ class ExifPatchDataset:
         self.cache_images = bool(cache_images)
         self.augment = AugmentConfig.coerce(augment)
         self.seed = int(seed)
+        if not 0.0 <= float(tag_dropout) < 1.0:
+            raise ValueError(f"tag_dropout must be in [0, 1), got {tag_dropout!r}")
+        self.patch_pairs, self.tag_dropout, self.shuffle_tags = bool(patch_pairs), float(tag_dropout), \
+            bool(shuffle_tags)
         self._cache: dict[int, np.ndarray] = {}
         if records is not None:
             self.records = list(records)
@@ -376,6 +401,11 @@ class ExifPatchDataset:
         """The EXIF sentence of every record, in order."""
         return [r.text for r in self.records]
 
+    @property
+    def cameras(self) -> list[int]:
+        """The camera of every record (:func:`exifclip.training.text.camera_key`: Make and Model)."""
+        return [camera_key(r.text) for r in self.records]
+
     def image(self, index: int) -> np.ndarray:
         """The decoded photo of record ``index`` (cached when ``cache_images``)."""
         if index in self._cache:
@@ -401,12 +431,27 @@ class ExifPatchDataset:
             return PatchSample(None, record.text, index, f"{source_name(record.source)}: {w}x{h} is smaller "
                                                          f"than one {p}x{p} patch")
         rng = np.random.default_rng([self.seed, epoch, index])
-        if self.augment is not None and rng.random() < self.augment.p:
-            done = augment_patch(image, p, rng, self.augment)
+        patch, suffix, how = self._patch(image, rng)
+        patch2 = self._patch(image, rng, second=True, how=how)[0] if self.patch_pairs else None
+        text = record.text + suffix
+        shown = text
+        if self.tag_dropout > 0 or self.shuffle_tags:
+            shown = transform_text(text, np.random.default_rng([self.seed, epoch, index, 1]), self.tag_dropout,
+                                   self.shuffle_tags)
+        return PatchSample(patch, shown, index, None, patch2, text)
+
+    def _patch(self, image: np.ndarray, rng: np.random.Generator, second: bool = False,
+               how: tuple | None = None) -> tuple[np.ndarray, str, tuple | None]:
+        """One patch: ``(patch, text suffix, (op, value) or None)``. The first patch of a photo draws
+        whether and how it is processed; the ``second`` of a pair is processed as ``how`` (``None``:
+        not at all) at its own position (the sizes that let the first fit let it fit too)."""
+        p, (h, w) = self.patch_size, image.shape[:2]
+        if self.augment is not None and (how is not None if second else rng.random() < self.augment.p):
+            done = process_patch(image, p, rng, self.augment, *(how or ()))
             if done is not None:
-                return PatchSample(done[0], record.text + done[1], index)
+                return done
         y, x = int(rng.integers(0, h - p + 1)), int(rng.integers(0, w - p + 1))
-        return PatchSample(np.ascontiguousarray(image[y:y + p, x:x + p]), record.text, index)
+        return np.ascontiguousarray(image[y:y + p, x:x + p]), "", None
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def fingerprint(self) -> str:
@@ -431,12 +476,15 @@ class ExifPatchDataset:
         return out
 
     def with_settings(self, **settings: Any) -> "ExifPatchDataset":
-        """A copy with other patch settings (``patch_size``, ``augment``, ``seed``, ``cache_images``)."""
+        """A copy with other patch settings (``patch_size``, ``augment``, ``seed``, ``cache_images``,
+        ``patch_pairs``, ``tag_dropout``, ``shuffle_tags``)."""
         out = self.subset(range(len(self.records)))
         for key, value in settings.items():
             if key == "augment":
                 value = AugmentConfig.coerce(value)
-            elif key not in ("patch_size", "seed", "cache_images"):
+            elif key == "tag_dropout" and not 0.0 <= float(value) < 1.0:
+                raise ValueError(f"tag_dropout must be in [0, 1), got {value!r}")
+            elif key not in ("patch_size", "seed", "cache_images", "patch_pairs", "tag_dropout", "shuffle_tags"):
                 raise ValueError(f"cannot change {key!r} of a built dataset")
             setattr(out, key, value)
         return out

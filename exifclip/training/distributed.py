@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -33,6 +33,12 @@ class GlobalBatchSampler:
     ``accum_steps`` micro-batches, a list of ``(epoch, index)`` keys for
     :class:`~exifclip.training.data.ExifPatchDataset`.
 
+    With ``batches`` (a function of the step giving its ``batch_size`` photo
+    indices, e.g. :class:`~exifclip.training.sampling.CameraBatches`), the
+    global batches are that function's instead, and the keys carry the step
+    in place of the epoch: a photo that comes back within an epoch gets a
+    fresh patch.
+
     Examples
     --------
     >>> s = GlobalBatchSampler(10, batch_size=4, steps=3, seed=0)
@@ -45,7 +51,8 @@ class GlobalBatchSampler:
     """
 
     def __init__(self, n: int, batch_size: int, steps: int, seed: int = 0, world_size: int = 1, rank: int = 0,
-                 accum_steps: int = 1, start_step: int = 0):
+                 accum_steps: int = 1, start_step: int = 0,
+                 batches: Callable[[int], Sequence[int]] | None = None):
         if batch_size % (world_size * accum_steps):
             raise ValueError(f"batch_size {batch_size} must be divisible by world_size x accum_steps "
                              f"= {world_size} x {accum_steps}")
@@ -56,6 +63,7 @@ class GlobalBatchSampler:
         self.world_size, self.rank, self.accum_steps, self.start_step = world_size, rank, accum_steps, start_step
         self.micro = batch_size // (world_size * accum_steps)
         self.batches_per_epoch = n // batch_size
+        self.batches = batches
         self._perm: tuple[int, np.ndarray] | None = None
 
     def position(self, step: int) -> tuple[int, int]:
@@ -64,6 +72,8 @@ class GlobalBatchSampler:
 
     def global_batch(self, step: int) -> list[tuple[int, int]]:
         """Keys of every photo in ``step``'s global batch, in ``g`` order."""
+        if self.batches is not None:
+            return [(step, int(i)) for i in self.batches(step)]
         epoch, b = self.position(step)
         if self._perm is None or self._perm[0] != epoch:
             self._perm = (epoch, np.random.default_rng([self.seed, epoch, 1]).permutation(self.n))

@@ -13,6 +13,7 @@ build a :class:`~exifclip.training.config.TrainingConfig` and call :func:`train`
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -25,12 +26,10 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .._device import autocast
 from ..io import source_name
-from ..modeling.loss import ClipLoss
+from ..modeling.loss import ClipLoss, concat_labels
 from .batchnorm import revert_sync_batchnorm, running_stats_kept, set_train_mode, sync_batchnorm
 from .checkpoints import (
     TrainLog,
@@ -45,6 +44,8 @@ from .config import TrainingConfig
 from .augment import AugmentConfig, augmentation_phrases
 from .data import ExifPatchDataset
 from .distributed import DistContext, GlobalBatchSampler, setup_distributed
+from .microbatch import Embedded, TrainModule, collate_samples, embed_micro_batch
+from .sampling import CameraBatches
 
 __all__ = ["TrainResult", "lr_factor", "train"]
 
@@ -113,28 +114,6 @@ def lr_factor(step: int, steps: int, warmup_steps: int = 0, min_lr_ratio: float 
     span = max(steps - warmup_steps, 1)
     progress = min((step - warmup_steps) / span, 1.0)
     return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def _collate(samples: list) -> dict:
-    ok = [s for s in samples if s.patch is not None]
-    valid = torch.tensor([s.patch is not None for s in samples], dtype=torch.bool)
-    patches = torch.from_numpy(np.stack([s.patch for s in ok])) if ok else None
-    return {"patches": patches, "texts": [s.text for s in ok], "valid": valid,
-            "failures": [(s.index, s.error) for s in samples if s.patch is None]}
-
-
-class _TrainModule(nn.Module):
-    """Wraps the model for DDP: every parameter is used in ``forward``."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, pixel_values, input_ids, attention_mask):
-        m = self.model
-        img = F.normalize(m.get_image_features(pixel_values).float(), dim=-1)
-        txt = F.normalize(m.get_text_features(input_ids, attention_mask).float(), dim=-1)
-        return img, txt, m.get_logit_scale().float()
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -231,7 +210,7 @@ class _Run:
     config: TrainingConfig
     ctx: DistContext
     model: nn.Module  # the model itself
-    module: nn.Module  # what runs the forward pass: _TrainModule, under DDP when there are several ranks
+    module: nn.Module  # what runs the forward pass: TrainModule, under DDP when there are several ranks
     loss_fn: ClipLoss
     dataset: ExifPatchDataset
     sampler: GlobalBatchSampler
@@ -268,14 +247,16 @@ def _prepare(config: TrainingConfig, model, dataset, eval_hook, ctx: DistContext
 
     start = int(state["step"]) if state is not None else 0
     sampler = GlobalBatchSampler(len(dataset), config.batch_size, config.steps, config.seed, ctx.world, ctx.rank,
-                                 config.accum_steps, start_step=start)
+                                 config.accum_steps, start_step=start, batches=_camera_batches(config, dataset))
     if state is not None:
         data = state.get("data", {})
         if data.get("fingerprint") not in (None, dataset.fingerprint()):
             warnings.warn(f"resuming from {checkpoint}: the photos differ from those the checkpoint was trained on "
                           "(files or texts changed); the run will not repeat the original exactly", stacklevel=3)
 
-    model = model.to(ctx.device)
+    # One memory format whatever the model came from (load_model gives channels_last, create_model does not):
+    # the kernels, and so the last bits of every step, must not depend on it, or resuming would not be exact.
+    model = model.to(ctx.device, memory_format=torch.channels_last)
     if config.batchnorm == "sync" and ctx.world > 1:
         model = sync_batchnorm(model, ctx.device)
     set_train_mode(model, config.batchnorm)
@@ -291,7 +272,8 @@ def _prepare(config: TrainingConfig, model, dataset, eval_hook, ctx: DistContext
         losses = [float(x) for x in state.get("losses", [])][:start]
 
     module = _wrap_for_ranks(model, ctx)
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=_collate,
+    collate = functools.partial(collate_samples, labels=config.targets != "diagonal")
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
                                          num_workers=config.num_workers, pin_memory=ctx.device.type == "cuda")
     log = _open_log(config, out_dir, start, model, dataset, patch_size, ctx)
     bar = None
@@ -300,7 +282,9 @@ def _prepare(config: TrainingConfig, model, dataset, eval_hook, ctx: DistContext
 
         bar = tqdm(total=config.steps, initial=start, unit="step", desc="training", dynamic_ncols=True)
     batches = iter(loader)
-    return _Run(config=config, ctx=ctx, model=model, module=module, loss_fn=ClipLoss(ctx.rank, ctx.world),
+    loss_fn = ClipLoss(ctx.rank, ctx.world, targets=config.targets, temperature=config.target_temperature,
+                       patch_weight=config.patch_loss_weight if config.patch_pairs else 0.0)
+    return _Run(config=config, ctx=ctx, model=model, module=module, loss_fn=loss_fn,
                 dataset=dataset, sampler=sampler, optimizer=optimizer, scheduler=scheduler, batches=batches, log=log,
                 out_dir=out_dir, patch_size=patch_size, start=start, resumed=state is not None, eval_hook=eval_hook,
                 bar=bar, losses=losses, step=start, saved_step=start, t_start=time.perf_counter())
@@ -327,7 +311,7 @@ def _model_and_data(config: TrainingConfig, model, dataset, checkpoint: Path | N
     if dataset is None:
         dataset = _build_dataset(config, patch_size, ctx)
     else:
-        dataset = dataset.with_settings(patch_size=patch_size, seed=config.seed)
+        dataset = dataset.with_settings(patch_size=patch_size, seed=config.seed, **_text_and_pair_settings(config))
     if model is None:  # from scratch: the vocabulary is learnt from the corpus
         model = _model_from_arch(config, dataset.texts, ctx)
     model.config.patch_size = patch_size
@@ -340,12 +324,26 @@ def _build_dataset(config: TrainingConfig, patch_size: int, ctx: DistContext) ->
         ds = ExifPatchDataset(config.images, metadata=config.metadata, patch_size=patch_size,
                               min_tags=config.min_tags, tags=config.tags, text_style=config.text_style,
                               min_size=config.min_size, cache_images=config.cache_images, augment=config.augment,
-                              seed=config.seed)
+                              seed=config.seed, **_text_and_pair_settings(config))
         payload = (ds.records, ds.skipped_files)
     records, skipped = ctx.broadcast(payload)
     return ExifPatchDataset(records=records, skipped_files=skipped, patch_size=patch_size, min_tags=config.min_tags,
                             tags=config.tags, text_style=config.text_style, min_size=config.min_size,
-                            cache_images=config.cache_images, augment=config.augment, seed=config.seed)
+                            cache_images=config.cache_images, augment=config.augment, seed=config.seed,
+                            **_text_and_pair_settings(config))
+
+
+def _text_and_pair_settings(config: TrainingConfig) -> dict:
+    return {"patch_pairs": config.patch_pairs, "tag_dropout": config.tag_dropout, "shuffle_tags": config.shuffle_tags}
+
+
+def _camera_batches(config: TrainingConfig, dataset: ExifPatchDataset) -> CameraBatches | None:
+    """The global batches of ``batch_sampling`` "camera_balanced" / "hard_negatives" (None: random)."""
+    if config.batch_sampling == "random" or len(dataset) < config.batch_size:  # too few: the sampler says so
+        return None
+    per_camera = 1 if config.batch_sampling == "camera_balanced" else config.photos_per_camera
+    return CameraBatches(dataset.cameras, dataset.texts, batch_size=config.batch_size, seed=config.seed,
+                         per_camera=per_camera)
 
 
 def _model_from_arch(config: TrainingConfig, texts: list[str], ctx: DistContext):
@@ -362,7 +360,7 @@ def _model_from_arch(config: TrainingConfig, texts: list[str], ctx: DistContext)
 
 
 def _wrap_for_ranks(model: nn.Module, ctx: DistContext) -> nn.Module:
-    module: nn.Module = _TrainModule(model)
+    module: nn.Module = TrainModule(model)
     if ctx.world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -427,41 +425,31 @@ def _note_failures(run: _Run, micro: list[dict]) -> None:
                 run.log.write({"event": "decode_failed", "step": run.step + 1, "error": error})
 
 
-def _encode(run: _Run, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Embed one micro-batch: ``(image, text, valid, logit_scale)``, rows of photos that failed are zero."""
-    from ..modeling.model import patches_to_pixel_values
-
-    device, cfg = run.ctx.device, run.model.config
-    valid = batch["valid"].to(device)
-    m = valid.shape[0]
-    if batch["patches"] is None:  # every photo failed: embed a placeholder so DDP sees all parameters
-        p = run.patch_size
-        patches, texts = torch.zeros(1, p, p, 3, dtype=torch.uint8), [""]
-    else:
-        patches, texts = batch["patches"], batch["texts"]
-    pixels = patches_to_pixel_values(patches.to(device, non_blocking=True), cfg.image_mean, cfg.image_std)
-    tokens = run.model.tokenizer(texts, padding=True, truncation=True, max_length=cfg.max_text_length,
-                                 return_tensors="pt")
-    with autocast(device, run.config.precision, fp16_ok=False):
-        img, txt, scale = run.module(pixels, tokens["input_ids"].to(device), tokens["attention_mask"].to(device))
-    if batch["patches"] is None:
-        keep = 0.0 * (img.sum() + txt.sum())  # in the graph, without a value
-        return img.new_zeros(m, img.shape[1]) + keep, txt.new_zeros(m, txt.shape[1]) + keep, valid, scale
-    idx = valid.nonzero().squeeze(1)
-    img = img.new_zeros(m, img.shape[1]).index_copy(0, idx, img)
-    txt = txt.new_zeros(m, txt.shape[1]).index_copy(0, idx, txt)
-    return img, txt, valid, scale
-
-
 def _forward_backward(run: _Run, batch: dict) -> tuple[torch.Tensor, int]:
     """The loss over the global batch (each rank embeds its micro-batch), back-propagated; and the number
     of its photos that decoded."""
     ctx = run.ctx
     torch.manual_seed(_micro_seed(run.config.seed, run.step, ctx.rank))
-    img, txt, valid, scale = _encode(run, batch)
-    loss = run.loss_fn(img, txt, scale, valid)
+    e = _encode(run, batch)
+    loss = run.loss_fn(e.image, e.text, e.scale, e.valid, e.labels, e.patch)
     loss.backward()
-    return loss, ctx.all_sum(int(valid.sum()))
+    return loss, ctx.all_sum(int(e.valid.sum()))
+
+
+def _encode(run: _Run, batch: dict) -> Embedded:
+    return embed_micro_batch(run.model, run.module, batch, run.ctx.device, run.patch_size, run.config.precision,
+                             pairs=run.config.patch_pairs)
+
+
+def _cat_rows(parts: list[Embedded]) -> dict:
+    """The micro-batches' rows as one batch: the loss's keyword arguments (labels padded to one width)."""
+    out = {"image_embeds": torch.cat([e.image for e in parts]), "text_embeds": torch.cat([e.text for e in parts]),
+           "valid": torch.cat([e.valid for e in parts]), "labels": None, "patch_embeds": None}
+    if parts[0].labels is not None:
+        out["labels"] = concat_labels([e.labels for e in parts])
+    if parts[0].patch is not None:
+        out["patch_embeds"] = torch.cat([e.patch for e in parts])
+    return out
 
 
 def _forward_backward_accumulated(run: _Run, micro: list[dict]) -> tuple[torch.Tensor, int]:
@@ -474,18 +462,17 @@ def _forward_backward_accumulated(run: _Run, micro: list[dict]) -> tuple[torch.T
     with torch.no_grad(), running_stats_kept(run.model):
         for seed, batch in zip(seeds, micro):
             torch.manual_seed(seed)
-            cached.append(_encode(run, batch)[:3])
-    n_valid = ctx.all_sum(sum(int(valid.sum()) for _, _, valid in cached))
+            cached.append(_encode(run, batch))
+    n_valid = ctx.all_sum(sum(int(e.valid.sum()) for e in cached))
     for j, (seed, batch) in enumerate(zip(seeds, micro)):
         last = j == k - 1
         with (contextlib.nullcontext() if last or ctx.world == 1 else run.module.no_sync()):
             torch.manual_seed(seed)
-            img, txt, valid, scale = _encode(run, batch)
+            e = _encode(run, batch)
             parts = list(cached)
-            parts[j] = (img, txt, valid)
-            images, texts, valids = (torch.cat(x) for x in zip(*parts))
+            parts[j] = e
             # The logit scale is one number for all micro-batches: its gradient is taken once.
-            loss_j = run.loss_fn(images, texts, scale if last else scale.detach(), valids)
+            loss_j = run.loss_fn(logit_scale=e.scale if last else e.scale.detach(), **_cat_rows(parts))
             loss_j.backward()
             if j == 0:
                 loss = loss_j

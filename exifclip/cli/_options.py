@@ -25,6 +25,7 @@ __all__ = [
     "estimator_kwargs",
     "make_localizer",
     "pillow_limit_lifted",
+    "pixel_count",
     "warnings_as_lines",
 ]
 
@@ -151,19 +152,29 @@ def add_decode_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-truncated", action="store_true",
                         help="decode truncated JPEGs (missing rows filled flat, with a warning) instead of failing "
                         "them")
-    parser.add_argument("--max-pixels", type=_pixel_limit, default=None, metavar="N",
+    parser.add_argument("--max-pixels", type=pixel_count("no limit"), default=None, metavar="N",
                         help="refuse images of more than N pixels, before decoding them (a guard against "
                         "decompression bombs; default: about 179 megapixels; 0: no limit, for files you trust)")
 
 
-def _pixel_limit(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of pixels, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 (no limit) or a positive number of pixels, got {value}")
-    return value
+def pixel_count(zero_means: str):
+    """An argparse ``type``: a whole number of pixels, 0 meaning ``zero_means``, never negative.
+
+    Examples
+    --------
+    >>> pixel_count("no limit")("0")
+    0
+    """
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number of pixels, got {text!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be 0 ({zero_means}) or a positive number of pixels, got {value}")
+        return value
+
+    return parse
 
 
 def add_splice_options(parser: argparse.ArgumentParser) -> None:

@@ -19,6 +19,7 @@ from ._options import (
     decode_kwargs,
     error,
     error_for,
+    pixel_count,
     make_localizer,
     pillow_limit_lifted,
 )
@@ -45,16 +46,6 @@ def _outputs(text: str) -> tuple[str, ...]:
     return tuple(n for n in OUTPUTS if n in names)
 
 
-def _side(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of pixels, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 (full resolution) or a positive number of pixels, got {value}")
-    return value
-
-
 def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(NAME, help="splice heatmap, mask, overlay and score for each image")
     p.add_argument("images", nargs="+", help="image files")
@@ -75,7 +66,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-side",
-        type=_side,
+        type=pixel_count("full resolution"),
         default=DEFAULT_MAX_SIDE,
         metavar="PX",
         help=f"longer side of the heatmap and overlay pictures, in pixels (default {DEFAULT_MAX_SIDE}: quick to "

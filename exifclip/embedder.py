@@ -63,9 +63,10 @@ class ExifPatchEmbedder(TransformerMixin, ImageEstimator):
     mode : {"exact", "fast"}, default="exact"
         ``"exact"``: every patch through the whole image tower, as the
         paper does. ``"fast"``: the tower's trunk once over the photo and
-        each patch's embedding pooled from its feature map, several times
-        faster; results differ near patch borders (see
-        :mod:`exifclip.modeling.dense` and the benchmarks page).
+        each patch's embedding pooled from its feature map: faster where
+        patches overlap (photos of a few megapixels, dense grids), slower
+        on the sparse default grid of large photos, and the results differ
+        (see :mod:`exifclip.modeling.dense` and the benchmarks page).
     errors : {"warn", "skip", "raise"}, default="warn"
         What an image that cannot be embedded (unreadable, corrupt, smaller
         than a patch, ...) does to a call over many images. ``"warn"``: it

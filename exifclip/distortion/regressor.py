@@ -235,9 +235,10 @@ class DistortionRegressor(RegressorMixin, ImageEstimator):
     mode : {"exact", "fast"}, default="exact"
         ``"exact"``: every patch through the whole image tower, as the
         paper does. ``"fast"``: the tower's trunk once over the photo and
-        each patch's embedding pooled from its feature map, several times
-        faster; results differ near patch borders (see
-        :mod:`exifclip.modeling.dense` and the benchmarks page).
+        each patch's embedding pooled from its feature map: faster where
+        patches overlap (photos of a few megapixels, dense grids), slower
+        on the sparse default grid of large photos, and the results differ
+        (see :mod:`exifclip.modeling.dense` and the benchmarks page).
     progress : bool, default=False
     allow_truncated : bool, default=False
         Decode truncated JPEGs (missing rows become a flat fill, with a

@@ -10,6 +10,8 @@ from typing import Any
 
 from transformers import DistilBertConfig, PretrainedConfig, ResNetConfig
 
+from .front_end import front_end_channels
+
 __all__ = ["CLIP_MEAN", "CLIP_STD", "ExifClipConfig"]
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -48,6 +50,11 @@ class ExifClipConfig(PretrainedConfig):
         Longest EXIF token sequence.
     architecture : str, optional
         Name of the architecture this config was built from (informational).
+    vision_front_end : {"rgb", "srm", "rgb+srm", "constrained"}, default="rgb"
+        What the image tower sees before its first learned layer: the
+        colours, fixed high-pass residuals, both, or a learned constrained
+        high-pass convolution (:mod:`exifclip.modeling.front_end`). The
+        ResNet's ``num_channels`` is set to match.
 
     Examples
     --------
@@ -76,6 +83,7 @@ class ExifClipConfig(PretrainedConfig):
         patch_size: int = 124,
         max_text_length: int = 256,
         architecture: str | None = None,
+        vision_front_end: str = "rgb",
         **kwargs: Any,
     ):
         if isinstance(vision_config, dict):
@@ -99,6 +107,8 @@ class ExifClipConfig(PretrainedConfig):
         self.patch_size = int(patch_size)
         self.max_text_length = int(max_text_length)
         self.architecture = architecture
+        self.vision_front_end = vision_front_end
+        self.vision_config.num_channels = front_end_channels(vision_front_end)
         super().__init__(**kwargs)
         if self.image_embed_dim != self.text_embed_dim:
             raise ValueError(

@@ -19,6 +19,7 @@ from transformers import AutoConfig, AutoModel, DistilBertModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .configuration import ExifClipConfig
+from .front_end import build_front_end
 from .loss import ClipLoss, clip_logits
 
 __all__ = ["ExifClipModel", "ExifClipOutput", "patches_to_pixel_values"]
@@ -74,6 +75,7 @@ class ExifClipModel(PreTrainedModel):
 
     def __init__(self, config: ExifClipConfig):
         super().__init__(config)
+        self.front_end = build_front_end(config.vision_front_end)
         self.vision_model = ResNetModel(config.vision_config)
         self.text_model = DistilBertModel(config.text_config)
         vision_dim = config.vision_config.hidden_sizes[-1]
@@ -111,9 +113,11 @@ class ExifClipModel(PreTrainedModel):
         """Unnormalised patch embeddings, ``(batch, embed_dim)``.
 
         ``pixel_values`` are normalised float patches ``(batch, 3, P, P)``;
-        see :func:`patches_to_pixel_values`.
+        see :func:`patches_to_pixel_values`. They pass through the
+        configured forensic front-end (:mod:`exifclip.modeling.front_end`)
+        before the ResNet.
         """
-        pooled = self.vision_model(pixel_values=pixel_values).pooler_output
+        pooled = self.vision_model(pixel_values=self.front_end(pixel_values)).pooler_output
         return self.image_projection(pooled.flatten(1))
 
     def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:

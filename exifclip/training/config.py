@@ -16,6 +16,10 @@ from .augment import AugmentConfig
 from .checkpoints import json_default, latest_checkpoint
 from .sampling import SAMPLING_MODES
 
+#: exifclip.modeling.front_end.FRONT_ENDS, spelled out: that module imports torch, and building the CLI must not
+#: (a test checks the two agree).
+FRONT_ENDS = ("rgb", "srm", "rgb+srm", "constrained")
+
 __all__ = ["TrainingConfig"]
 
 BATCHNORM_MODES = ("batch", "sync", "frozen")
@@ -49,8 +53,10 @@ class TrainingConfig:
         of the text) and ``shuffle_tags`` (tags in random order).
     Model
         Exactly one of ``arch`` (train from scratch: a WordPiece vocabulary
-        of ``vocab_size`` is learnt from the corpus's texts) or ``init``
-        (fine-tune a model name/directory/Hub id, keeping its tokenizer);
+        of ``vocab_size`` is learnt from the corpus's texts; ``front_end``
+        replaces the architecture's forensic front-end, see
+        :mod:`exifclip.modeling.front_end`) or ``init`` (fine-tune a model
+        name/directory/Hub id, keeping its tokenizer and front-end);
         ``revision``; ``patch_size`` (default: the model's).
     Optimisation
         ``steps``, ``batch_size`` (global: the photos of one loss over all
@@ -111,7 +117,10 @@ class TrainingConfig:
     tag_dropout: float = field(default=0.0, metadata={"help": "probability of leaving each tag out of the text"})
     shuffle_tags: bool = field(default=False, metadata={"help": "write the tags of the text in a random order"})
     arch: str | None = field(default=None, metadata={
-        "help": "train from scratch: small or paper-resnet50", "exclusive": "model"})
+        "help": "train from scratch: an architecture (small, base, paper-resnet50)", "exclusive": "model"})
+    front_end: str | None = field(default=None, metadata={
+        "help": "with --arch: the image tower's forensic front-end (default: the architecture's)",
+        "choices": list(FRONT_ENDS)})
     init: str | None = field(default=None, metadata={
         "help": "fine-tune this model: packaged name, directory or Hub id", "exclusive": "model"})
     revision: str | None = field(default=None, metadata={"help": "Hub branch, tag or commit of --init"})
@@ -229,6 +238,12 @@ class TrainingConfig:
         self._validate_objective()
         if need_model and not self._resuming() and (self.arch is None) == (self.init is None):
             raise ValueError("give exactly one of arch (train from scratch) or init (fine-tune a model)")
+        if self.front_end is not None:
+            if self.front_end not in FRONT_ENDS:
+                raise ValueError(f"front_end must be one of {FRONT_ENDS}, got {self.front_end!r}")
+            if self.init is not None:
+                raise ValueError("front_end applies to a model trained from scratch (arch); a fine-tuned model "
+                                 "keeps the front-end it was trained with")
         if need_data and self.images is None and self.metadata is None:
             raise ValueError("give images (a directory or list of files) and/or a metadata file")
         if self.resume not in (False, True, None) and not isinstance(self.resume, str):

@@ -356,7 +356,8 @@ def _model_from_arch(config: TrainingConfig, texts: list[str], ctx: DistContext)
         corpus = list(texts) + augmentation_phrases(AugmentConfig.coerce(config.augment))
         tokenizer = build_exif_tokenizer(corpus, vocab_size=config.vocab_size, model_max_length=max_len)
     tokenizer = ctx.broadcast(tokenizer)
-    return create_model(config.arch, tokenizer=tokenizer, seed=config.seed)
+    overrides = {} if config.front_end is None else {"vision_front_end": config.front_end}
+    return create_model(config.arch, tokenizer=tokenizer, seed=config.seed, **overrides)
 
 
 def _wrap_for_ranks(model: nn.Module, ctx: DistContext) -> nn.Module:

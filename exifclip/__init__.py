@@ -25,6 +25,10 @@ _EXPORTS = {
     "PatchGrid": ".patches",
     "BatchItemError": ".batch",
     "BatchItemWarning": ".batch",
+    # collections
+    "iter_sources": ".sources",
+    "collect_images": ".sources",
+    "EmbeddingCache": ".cache",
     # estimators
     "ExifPatchEmbedder": ".embedder",
     "PatchEmbeddings": ".modeling.embedding",
@@ -33,6 +37,7 @@ _EXPORTS = {
     "DistortionRegressor": ".distortion.regressor",
     "ExifZeroShotClassifier": ".probes",
     "make_linear_probe": ".probes",
+    "ExifConsistencyScorer": ".exif_consistency",
     # models
     "ExifClipConfig": ".modeling.configuration",
     "ExifClipModel": ".modeling.model",
@@ -50,6 +55,10 @@ _EXPORTS = {
     "SCORERS": ".splice.evaluation",
     "load_dataset": ".splice.datasets",
     "make_splices": ".splice.synthetic",
+    # triage report, metadata red flags
+    "build_report": ".report.page",
+    "metadata_checks": ".report.red_flags",
+    "MetadataCheck": ".report.red_flags",
     # lens distortion
     "distort": ".distortion.lens",
     "undistort": ".distortion.lens",
@@ -90,12 +99,14 @@ if not any(isinstance(f, _ModuleAliases) for f in _sys.meta_path):
 
 if _TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .batch import BatchItemError, BatchItemWarning
+    from .cache import EmbeddingCache
     from .distortion.dataset import make_distortion_dataset
     from .distortion.lens import distort, undistort
     from .distortion.regressor import DistortionRegressor
     from .embedder import ExifPatchEmbedder
     from .modeling.embedding import PatchEmbeddings
     from .exif import exif_to_text, read_exif
+    from .exif_consistency import ExifConsistencyScorer
     from .io import ImageDecodeWarning, ImageLoadError, load_image
     from .modeling.configuration import ExifClipConfig
     from .modeling.convert import convert_official
@@ -106,6 +117,9 @@ if _TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .modeling.tokenization import build_exif_tokenizer
     from .patches import PatchGrid, make_grid
     from .probes import ExifZeroShotClassifier, make_linear_probe
+    from .sources import collect_images, iter_sources
+    from .report.page import build_report
+    from .report.red_flags import MetadataCheck, metadata_checks
     from .splice.datasets import load_dataset
     from .splice.evaluation import SCORERS, evaluate_localization
     from .splice.localizer import SpliceLocalizer

@@ -8,14 +8,15 @@ core of :mod:`exifclip.modeling.embedding` (:func:`embed_patches`, exact;
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Iterator
 from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 import torch
 from sklearn.base import TransformerMixin
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import EMBEDDING_MODES, POSITIVE_INT, ImageEstimator
@@ -26,11 +27,12 @@ from .io import DEFAULT_MAX_PIXELS, as_source_list
 from .modeling.embedding import (  # noqa: F401 - embed_patches and PatchEmbeddings: their exifclip 0.1 path
     PatchEmbeddings,
     embed_patches,
-    embed_patches_fast,
     embed_texts,
     pool_patch_embeddings,
 )
 from .modeling.hub import load_model
+from .sources import iter_sources
+from .streaming import iter_embed_patches
 
 __all__ = ["EMBEDDING_MODES", "ExifPatchEmbedder"]
 
@@ -100,6 +102,14 @@ class ExifPatchEmbedder(TransformerMixin, ImageEstimator):
         Peak AdamW learning rate (10 % linear warm-up, then cosine decay).
     seed : int, default=0
         Seed of the patch positions, data order and dropout.
+    memory : str, path or joblib.Memory, optional
+        Where to keep patch embeddings between calls (a folder, or a
+        ``joblib.Memory`` whose ``location`` is used; ``None``: no cache).
+        Entries are keyed by the image's content (a SHA-256 of the file's
+        bytes or of the pixels), the model's weights and configuration, the
+        grid and the mode, so the candidates of a ``GridSearchCV`` and
+        repeated runs embed each photo once, whatever it is called. See
+        :class:`exifclip.cache.EmbeddingCache`.
 
     Attributes
     ----------
@@ -114,8 +124,9 @@ class ExifPatchEmbedder(TransformerMixin, ImageEstimator):
         With ``fine_tune=True``: the contrastive loss of every step.
     failures_ : list of BatchFailure
         The images that failed in the most recent call (``fit``,
-        ``transform``, ``transform_patches``) as ``(index, source, reason)``,
-        in input order; empty if none did.
+        ``transform``, ``transform_patches``, an ``iter_transform_patches``
+        iterated to its end) as ``(index, source, reason)``, in input order;
+        empty if none did.
 
     Examples
     --------
@@ -150,6 +161,7 @@ class ExifPatchEmbedder(TransformerMixin, ImageEstimator):
         train_batch_size: int = 32,
         learning_rate: float = 5e-5,
         seed: int = 0,
+        memory: Any = None,
     ):
         self.model = model
         self.revision = revision
@@ -169,6 +181,7 @@ class ExifPatchEmbedder(TransformerMixin, ImageEstimator):
         self.train_batch_size = train_batch_size
         self.learning_rate = learning_rate
         self.seed = seed
+        self.memory = memory
 
     _parameter_constraints: dict = {
         **ImageEstimator._parameter_constraints,
@@ -177,6 +190,7 @@ class ExifPatchEmbedder(TransformerMixin, ImageEstimator):
         "train_batch_size": [POSITIVE_INT],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "seed": [Interval(Integral, 0, None, closed="left")],
+        "memory": [None, str, os.PathLike, HasMethods(["cache"])],
     }
 
     def _load(self) -> None:
@@ -258,6 +272,8 @@ class ExifPatchEmbedder(TransformerMixin, ImageEstimator):
         # nowhere else, so its files (safetensors weights, config, tokenizer)
         # travel in the pickle as bytes.
         state = self.__dict__.copy()
+        state.pop("_cache", None)  # made again from ``memory`` when needed
+        state.pop("_cache_ident", None)
         model = state.pop("model_", None)
         if state.get("_fine_tuned") and model is not None:
             import tempfile
@@ -291,7 +307,8 @@ class ExifPatchEmbedder(TransformerMixin, ImageEstimator):
 
         Parameters
         ----------
-        X : image source or list of them
+        X : image source, or a list, array, Series or iterable of them
+            A NumPy array of paths (str or object dtype) is a list of paths.
         report : BatchErrors, optional
             Where failed images go, for a caller (another estimator, the
             command line) that keeps its own record; then ``failures_`` of
@@ -308,28 +325,96 @@ class ExifPatchEmbedder(TransformerMixin, ImageEstimator):
         ------
         BatchItemError
             With ``errors="raise"``, at the first image that fails.
+
+        See Also
+        --------
+        iter_transform_patches : the same, one image at a time, for collections.
+        """
+        return list(self.iter_transform_patches(X, report=report))
+
+    def iter_transform_patches(self, X: Any, *, report: BatchErrors | None = None
+                               ) -> Iterator[PatchEmbeddings | None]:
+        """:meth:`transform_patches` as a stream: each image's result as soon as it is ready, in input order.
+
+        Patches are still batched across images (small images fill a
+        batch); ``X`` is read only as far as the next batch needs, and
+        nothing is kept of a result once it is yielded, so memory stays flat
+        over a collection of any size.
+
+        Parameters
+        ----------
+        X : image source, or a list, array, Series or iterable (a generator) of them
+        report : BatchErrors, optional
+            As in :meth:`transform_patches`.
+
+        Yields
+        ------
+        PatchEmbeddings or None
+            One per item of ``X``, in order; ``None`` where an image failed.
+            ``failures_`` is complete when the iteration ends.
+
+        Examples
+        --------
+        >>> import numpy as np, tempfile
+        >>> from exifclip.modeling import create_model
+        >>> d = tempfile.mkdtemp(); create_model("small", seed=0).save_pretrained(d)
+        >>> emb = ExifPatchEmbedder(model=d, device="cpu", stride=32).fit()
+        >>> photos = (np.zeros((96, 128, 3), np.uint8) for _ in range(1000))
+        >>> first = next(emb.iter_transform_patches(photos))
+        >>> first.embeddings.shape, first.grid.n_rows, first.grid.n_cols
+        ((6, 128), 2, 3)
         """
         check_is_fitted(self, "model_")
-        sources = as_source_list(X)
-        if report is not None:
-            return self._embed(sources, report)
-        with self._failure_report() as own:
-            return self._embed(sources, own)
+        sources = iter_sources(X)  # a bad X fails here, before the first item is asked for
+        total = len(X) if hasattr(X, "__len__") and not isinstance(X, (str, bytes, np.ndarray)) else None
+        return self._stream(sources, report, total)
 
-    def _embed(self, sources: list, report: BatchErrors) -> list[PatchEmbeddings | None]:
-        common = dict(patch_size=self.patch_size_, num_per_dim=self.num_per_dim, stride=self.stride, errors=report,
-                      progress=self.progress,
-                      load_options={"allow_truncated": bool(self.allow_truncated), "max_pixels": self.max_pixels})
-        if self.mode == "fast":
-            return embed_patches_fast(self.model_, sources, **common)
-        return embed_patches(self.model_, sources, batch_size=self.batch_size, **common)
+    def _stream(self, sources: Iterator, report: BatchErrors | None, total: int | None
+                ) -> Iterator[PatchEmbeddings | None]:
+        if report is not None:
+            yield from self._embed(sources, report, total)
+            return
+        with self._failure_report() as own:
+            yield from self._embed(sources, own, total)
+
+    def _embedding_cache(self):
+        """The cache ``memory`` names for this fitted model, or None (made once per fitted model and place)."""
+        location = self.memory
+        if location is not None and not isinstance(location, (str, os.PathLike)):
+            location = getattr(location, "location", None)  # joblib.Memory(None) caches nothing
+        if location is None:
+            return None
+        from .cache import EmbeddingCache, model_fingerprint
+
+        if getattr(self, "_fingerprint", None) is None:
+            self._fingerprint = model_fingerprint(self.model_)
+        settings = {"model": self._fingerprint, "patch_size": self.patch_size_, "num_per_dim": self.num_per_dim,
+                    "stride": self.stride, "mode": self.mode}
+        ident = (os.fspath(location), tuple(sorted(settings.items())))
+        if getattr(self, "_cache_ident", None) != ident:
+            self._cache, self._cache_ident = EmbeddingCache(location, settings), ident
+        return self._cache
+
+    def _embed(self, sources: Iterator, report: BatchErrors, total: int | None) -> Iterator[PatchEmbeddings | None]:
+        cache = self._embedding_cache()
+        stream = iter_embed_patches(
+            self.model_, sources, patch_size=self.patch_size_, num_per_dim=self.num_per_dim, stride=self.stride,
+            batch_size=self.batch_size, mode=self.mode, errors=report, progress=self.progress,
+            load_options={"allow_truncated": bool(self.allow_truncated), "max_pixels": self.max_pixels},
+            lookup=None if cache is None else cache.get, total=total,
+        )
+        for _, source, item in stream:
+            if cache is not None:
+                cache.remember(source, item)
+            yield item
 
     def transform(self, X: Any) -> np.ndarray:
         """Image embeddings: the L2-normalised mean of each image's patches.
 
         Parameters
         ----------
-        X : image source or list of them
+        X : image source, or a list, array, Series or iterable (a generator) of them
+            Streamed: only each image's pooled row is kept.
 
         Returns
         -------
@@ -342,12 +427,10 @@ class ExifPatchEmbedder(TransformerMixin, ImageEstimator):
         BatchItemError
             With ``errors="raise"``, at the first image that fails.
         """
-        per_image = self.transform_patches(X)
-        out = np.full((len(per_image), self.embedding_dim_), np.nan, np.float32)
-        for i, item in enumerate(per_image):
-            if item is not None:
-                out[i] = pool_patch_embeddings(item.embeddings)
-        return out
+        missing = np.full(self.embedding_dim_, np.nan, np.float32) if hasattr(self, "embedding_dim_") else None
+        rows = [missing if item is None else pool_patch_embeddings(item.embeddings)
+                for item in self.iter_transform_patches(X)]
+        return np.stack(rows).astype(np.float32, copy=False)
 
     def embed_exif(self, texts: str | dict | Iterable[str | dict]) -> np.ndarray:
         """Embed EXIF metadata on the text side.

@@ -466,7 +466,9 @@ def as_source_list(X: Any) -> list:
 
     A single path, bytes, PIL image, file object or image array (2-D, or 3-D
     with 1, 3 or 4 channels) becomes a one-item list; a 4-D ``uint8`` array is
-    a batch of equally sized images.
+    a batch of equally sized images; a 1-D array of ``str`` or ``object``
+    dtype (or an ``(n, 1)`` column of one) holds one source per item, as
+    ``np.array(paths)`` and data-frame columns do.
 
     Raises
     ------
@@ -479,17 +481,30 @@ def as_source_list(X: Any) -> list:
     ['a.jpg']
     >>> len(as_source_list(["a.jpg", "b.jpg"]))
     2
+    >>> as_source_list(np.array(["a.jpg", "b.jpg"]))
+    ['a.jpg', 'b.jpg']
     """
     single_types = (str, os.PathLike, bytes, bytearray, memoryview, Image.Image)
     if isinstance(X, single_types) or is_file_object(X):
         return [X]
     if isinstance(X, np.ndarray):
-        if X.ndim == 4:
+        if X.dtype.kind in "UO" and (X.ndim == 1 or (X.ndim == 2 and X.shape[1] == 1)):
+            # paths (or other sources) held in an array: a column of a data frame, np.array(paths)
+            items = [str(x) if isinstance(x, np.str_) else x for x in X.ravel().tolist()]
+        elif X.ndim == 4:
             items = list(X)
         elif X.ndim in (2, 3):
             items = [X]
         else:
-            raise ValueError(f"expected an image array (2-D or 3-D) or a batch (4-D), got shape {X.shape}")
+            raise ValueError(
+                f"expected an image array (2-D or 3-D), a batch (4-D), or a 1-D array of paths (str or object "
+                f"dtype), got shape {X.shape} dtype {X.dtype}"
+            )
+    elif hasattr(X, "columns") and hasattr(X, "iloc"):  # a data frame: its one column of sources
+        if len(X.columns) != 1:
+            raise TypeError(f"expected one column of image sources, got a data frame with columns {list(X.columns)}; "
+                            "pass the column, e.g. df['path']")
+        items = list(X.iloc[:, 0])
     elif isinstance(X, Sequence) or hasattr(X, "__iter__"):
         items = list(X)
     else:

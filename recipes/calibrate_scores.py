@@ -13,6 +13,14 @@ images (camera models disjoint)::
 
 Per-image scores are cached with the benchmark's (``--cache``), so a model the
 benchmark has scored is calibrated without running it again.
+
+A model trained on every camera has no unseen camera left to calibrate on.
+``--fold-models PATTERN`` (with ``{k}``) calibrates it cross-fitted: each
+fold's authentic crops are scored by the same recipe trained without that
+fold's cameras (``recipes/fold_training.py``), and the calibration is written
+into ``--model``'s directory::
+
+    python recipes/calibrate_scores.py --model exifclip-small-srm --fold-models 'CKPT/small-srm/fold{k}' --install
 """
 
 from __future__ import annotations
@@ -44,14 +52,19 @@ def _rows(args: argparse.Namespace) -> list[dict]:
         root = build_fold_splices(split, k, data, cache, args.n_per_fold, 0, 1024)
         fold_data[k] = {v: fold_samples(root, v, cameras, args.n_per_fold) for v in ("png", "jpeg90")}
     results = cache / "results" / f"seed0-n{args.n_per_fold}-max1024"
-    by_variant = run_method("model", args.label or args.model, lambda k: args.model, folds, ["png", "jpeg90"],
-                            fold_data, results)
+    if args.fold_models:
+        label, model_for_fold = f"fold models {args.fold_models}", lambda k: args.fold_models.format(k=k)
+    else:
+        label, model_for_fold = args.label or args.model, lambda k: args.model
+    by_variant = run_method("model", label, model_for_fold, folds, ["png", "jpeg90"], fold_data, results)
     return [dict(r, variant=v) for v, rows in by_variant.items() for r in rows]
 
 
 def _trained_cameras(args: argparse.Namespace) -> set[str]:
     from bench_unseen_cameras import small_training_cameras
 
+    if args.fold_models:
+        return set()  # every fold is scored by a model that never saw its cameras
     if args.model == "exifclip-small":
         return small_training_cameras(Path(args.data))
     if args.training_cameras:
@@ -80,6 +93,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="exifclip-small", help="packaged name or model directory")
     parser.add_argument("--label", help="the model's name in the benchmark cache (default: --model)")
+    parser.add_argument("--fold-models", help="cross-fitted: fold k's images scored by this model pattern ({k})")
     parser.add_argument("--training-cameras", help="JSON list of the camera keys the model was trained on")
     parser.add_argument("--data", default="../shared/data")
     parser.add_argument("--cache", default=str(Path.home() / ".cache" / "exifclip-bench" / "unseen-cameras"))
@@ -101,11 +115,13 @@ def main() -> None:
     authentic = [r["score"] for r in rows if r["label"] == 0]
     directory = Path(resolve_model_dir(args.model))
     patch_size = json.loads((directory / "config.json").read_text())["patch_size"]
+    scored_by = (f"each fold scored by the same recipe trained without its cameras ({args.fold_models})"
+                 if args.fold_models else "scored by this model")
     calibration = ScoreCalibration(authentic, {"mode": "exact", "num_per_dim": 30, "stride": None,
                                                "patch_size": patch_size, "score_method": "mean"},
                                    f"{len(authentic)} authentic crops (<= 1024 px; PNG and JPEG-90 of the same crops) "
                                    "of camera models the model never saw, from digicam + cameras-extra "
-                                   "(benchmarks/bench_unseen_cameras.py)")
+                                   f"(benchmarks/bench_unseen_cameras.py), {scored_by}")
     report = {"model": args.model, "authentic": len(authentic),
               "spliced": sum(r["label"] == 1 for r in rows), "held_out_checks": checks,
               "thresholds": {str(a): round(calibration.threshold(a), 4) for a in ALARM_RATES}}

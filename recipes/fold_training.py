@@ -25,7 +25,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "benchmarks"))
-from exifclip_small import RECIPE  # noqa: E402
+from exifclip_small import RECIPE as SMALL_RECIPE  # noqa: E402
+from exifclip_small_srm import RECIPE as SMALL_SRM_RECIPE  # noqa: E402
+
+#: Recipes by the packaged model they make (TrainingConfig fields).
+RECIPES = {"small": SMALL_RECIPE, "small-srm": SMALL_SRM_RECIPE}
 
 
 def main() -> None:
@@ -36,8 +40,11 @@ def main() -> None:
     parser.add_argument("--split", default=str(DEFAULT_SPLIT))
     parser.add_argument("--out", required=True, help="one folder per fold is made inside: fold0, fold1, ...")
     parser.add_argument("--folds", type=int, nargs="+", required=True)
-    parser.add_argument("--steps", type=int, default=RECIPE["steps"])
-    parser.add_argument("--augment", action="store_true", help="processing augmentations (as exifclip-small)")
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="small",
+                        help="the recipe of exifclip-small or of exifclip-small-srm")
+    parser.add_argument("--steps", type=int, help="default: the recipe's")
+    parser.add_argument("--augment", action="store_true",
+                        help="processing augmentations (the small-srm recipe has them)")
     parser.add_argument("--checkpoint-every", type=int, default=200)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                         help="override a TrainingConfig field, e.g. --set lr=5e-4")
@@ -53,7 +60,8 @@ def main() -> None:
     for k in args.folds:
         train_files, test_files = fold_photos(split, k, Path(args.data))
         out = Path(args.out) / f"fold{k}"
-        recipe = dict(RECIPE, steps=args.steps, augment=True if args.augment else None,
+        base = RECIPES[args.recipe]
+        recipe = dict(base, steps=args.steps or base["steps"], augment=True if args.augment else base["augment"],
                       checkpoint_every=args.checkpoint_every, progress=False, **overrides)
         config = TrainingConfig(images=train_files, out_dir=str(out), resume=True, **recipe)
         start = time.perf_counter()

@@ -404,7 +404,7 @@ def test_interrupted_embed_says_how_to_resume(tiny_model_dir, tmp_path, capsys, 
 
     paths = _make_photos(tmp_path / "in", 4)
     out = tmp_path / "emb.npz"
-    real = embedder.embed_patches
+    real = embedder.iter_embed_patches
     calls = []
 
     def interrupted_second_time(*args, **kwargs):
@@ -413,11 +413,11 @@ def test_interrupted_embed_says_how_to_resume(tiny_model_dir, tmp_path, capsys, 
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(embedder, "embed_patches", interrupted_second_time)
+    monkeypatch.setattr(embedder, "iter_embed_patches", interrupted_second_time)
     assert main(_embed_argv(paths, out, tiny_model_dir)) == 130
     err = capsys.readouterr().err
     assert "interrupted: 2 of 4 images are saved" in err and "--resume" in err
-    monkeypatch.setattr(embedder, "embed_patches", real)
+    monkeypatch.setattr(embedder, "iter_embed_patches", real)
     assert main(_embed_argv(paths, out, tiny_model_dir, "--resume")) == 0
     summary = json.loads(capsys.readouterr().out)
     assert (summary["computed"], summary["skipped"]) == (2, 2)

@@ -230,13 +230,19 @@ def test_estimator_kwargs_from_the_shared_options():
     from exifclip.io import DEFAULT_MAX_PIXELS
     from exifclip.splice.localizer import SpliceLocalizer
 
+    from exifclip.cli._options import SPLICE_MODEL
+
+    for estimator, default_model in ((ExifPatchEmbedder, None), (SpliceLocalizer, SPLICE_MODEL)):
+        # every key is a parameter, with its default (the splice commands default to the splice model)
+        options = argparse.ArgumentParser()
+        add_model_options(options, **({} if default_model is None else {"default_model": default_model}))
+        add_decode_options(options)
+        kwargs = estimator_kwargs(options.parse_args([]))
+        params = inspect.signature(estimator).parameters
+        assert {k: params[k].default for k in kwargs} == kwargs
     parser = argparse.ArgumentParser()
     add_model_options(parser)
     add_decode_options(parser)
-    kwargs = estimator_kwargs(parser.parse_args([]))
-    for estimator in (ExifPatchEmbedder, SpliceLocalizer):  # every key is a parameter, with its default
-        params = inspect.signature(estimator).parameters
-        assert {k: params[k].default for k in kwargs} == kwargs
     given = estimator_kwargs(parser.parse_args(
         ["--model", "m", "--revision", "v1", "--patch-size", "64", "--num-per-dim", "7", "--stride", "8",
          "--batch-size", "3", "--device", "cpu", "--dtype", "bfloat16", "--allow-truncated", "--max-pixels", "100",

@@ -209,3 +209,48 @@ def test_pipeline_and_grid_search_load_the_model_once(case, random_images, monke
     search.fit(X, y)
     assert len(loads) == 1, f"the model was loaded {len(loads)} times"
     assert set(search.best_params_.values()) <= set(spec.values)
+
+
+def _saved(images, folder) -> list[str]:
+    from PIL import Image
+
+    folder.mkdir(exist_ok=True)
+    paths = []
+    for i, img in enumerate(images):
+        paths.append(str(folder / f"img{i}.png"))
+        Image.fromarray(img).save(paths[-1])
+    return paths
+
+
+def test_numpy_arrays_of_paths_series_and_generators_are_lists_of_paths(case, random_images, tmp_path):
+    """The way researchers hold paths: ``np.array(paths)`` (str or object dtype), a Series, a generator."""
+    est, spec = case
+    paths = _saved(random_images, tmp_path)
+    est.fit(*spec.fit_data(random_images))
+    method = getattr(est, spec.method)
+    want = np.asarray(method(paths), float)
+    inputs = {
+        "str array": np.array(paths),
+        "object array": np.array(paths, dtype=object),
+        "column": np.array(paths, dtype=object)[:, None],
+        "generator": (p for p in paths),
+    }
+    try:
+        import pandas as pd
+
+        inputs["Series"] = pd.Series(paths, index=[10, 20, 30])
+    except ImportError:
+        pass
+    for kind, X in inputs.items():
+        got = np.asarray(method(X), float)
+        np.testing.assert_allclose(got, want, atol=1e-6, err_msg=kind)
+        assert est.failures_ == [], kind
+
+
+def test_grid_search_takes_a_numpy_array_of_paths(case, random_images, tmp_path):
+    """Cross-validation indexes X: a NumPy array of paths must survive that (it used to fail every fit)."""
+    est, spec = case
+    search, X, y = spec.search(est, spec.param, spec.values, random_images)
+    paths = _saved(X, tmp_path)
+    search.fit(np.array(paths, dtype=object), y)
+    assert set(search.best_params_.values()) <= set(spec.values)

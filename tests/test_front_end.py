@@ -136,3 +136,15 @@ def test_training_from_scratch_builds_the_front_end_and_resumes_it(tmp_path):
     torch.testing.assert_close(loaded.front_end.weight, result.model.front_end.weight)
     resumed = train(TrainingConfig(**{**values, "steps": 3, "resume": True}))
     assert resumed.resumed_from is not None and resumed.model.config.vision_front_end == "constrained"
+
+
+def test_the_splice_default_model_is_one_name_in_the_api_and_the_cli():
+    import inspect
+
+    from exifclip import SpliceLocalizer
+    from exifclip.cli._options import SPLICE_MODEL
+    from exifclip.modeling.hub import packaged_models
+
+    assert inspect.signature(SpliceLocalizer).parameters["model"].default == SPLICE_MODEL
+    assert SPLICE_MODEL in packaged_models()
+    assert load_model(SPLICE_MODEL).config.vision_front_end == "srm"

@@ -24,13 +24,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from . import convert, embed, evaluate, exif, localize, train
+from . import convert, embed, evaluate, exif, localize, report, shard, train
 from ._options import CommandError, error, warnings_as_lines
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: The command modules, in the order ``exifclip --help`` lists them.
-COMMANDS = (exif, embed, localize, evaluate, train, convert)
+COMMANDS = (exif, embed, localize, report, evaluate, shard, train, convert)
 
 
 def build_parser() -> argparse.ArgumentParser:

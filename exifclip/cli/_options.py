@@ -16,9 +16,11 @@ from contextlib import contextmanager
 __all__ = [
     "CommandError",
     "add_decode_options",
+    "add_input_options",
     "add_model_options",
     "add_splice_options",
     "cli_words",
+    "collect_inputs",
     "decode_kwargs",
     "error",
     "error_for",
@@ -131,9 +133,57 @@ def pillow_limit_lifted() -> Iterator[None]:
         Image.MAX_IMAGE_PIXELS = saved
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
+def add_input_options(parser: argparse.ArgumentParser) -> None:
+    """What to process: files, folders and glob patterns, ``--recursive``, ``--from-list``."""
+    parser.add_argument("images", nargs="*", metavar="INPUT",
+                        help="image files, folders (their image files; see --recursive) or glob patterns "
+                        "('case/*.jpg', 'case/**/*.JPG'); in a folder, files that are not images are skipped and "
+                        "counted")
+    parser.add_argument("--recursive", "-r", action="store_true", help="also search the subfolders of folders")
+    parser.add_argument("--from-list", action="append", default=[], metavar="FILE",
+                        help="read more inputs from FILE: one path per line, or a CSV file with a 'path' column; "
+                        "relative paths are relative to FILE's folder (may be repeated)")
+
+
+def collect_inputs(args: argparse.Namespace):
+    """The images the options name, as an :class:`exifclip.sources.Collection`.
+
+    Raises
+    ------
+    CommandError
+        Status 2, before any work: no input at all, a pattern that matches
+        nothing, a list file that cannot be read.
+    """
+    from ..sources import collect_images  # no heavy imports
+
+    if not args.images and not args.from_list:
+        raise CommandError("no input: name image files, folders or patterns, or --from-list FILE")
+    try:
+        found = collect_images(args.images, recursive=args.recursive, lists=args.from_list)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    if not found.paths:
+        raise CommandError(f"no image files found ({len(found.skipped)} other files skipped; images end in "
+                           f"{', '.join(_image_extensions())})")
+    return found
+
+
+def _image_extensions() -> tuple[str, ...]:
+    from ..io import IMAGE_EXTENSIONS
+
+    return IMAGE_EXTENSIONS
+
+
+#: The default ``--model`` of the splice commands (``localize``, ``evaluate``), as ``SpliceLocalizer``'s.
+SPLICE_MODEL = "exifclip-small-srm"
+#: The default ``--model`` of the other commands, as ``ExifPatchEmbedder``'s.
+EMBEDDING_MODEL = "exifclip-small"
+
+
+def add_model_options(parser: argparse.ArgumentParser, default_model: str = EMBEDDING_MODEL) -> None:
     """The model, its patch grid and where it runs: ``--model`` ... ``--device``, ``--dtype``."""
-    parser.add_argument("--model", default="exifclip-small", help="packaged name, directory or Hub id")
+    parser.add_argument("--model", default=default_model, help=f"packaged name, directory or Hub id "
+                        f"(default: {default_model})")
     parser.add_argument("--revision", help="Hub branch, tag or commit")
     parser.add_argument("--patch-size", type=int, help="patch side in pixels (default: the model's)")
     parser.add_argument("--num-per-dim", type=int, default=30, help="patches along the longer side")

@@ -35,6 +35,7 @@ from .._atomic import atomic_write, remove_stale_parts
 
 __all__ = [
     "EmbedParts",
+    "EmbedShards",
     "assign_stems",
     "completed_record",
     "read_record",
@@ -221,3 +222,77 @@ class EmbedParts:
             np.savez(f, **arrays)
         shutil.rmtree(self.folder, ignore_errors=True)
         return len(ok)
+
+
+class EmbedShards:
+    """The work of an ``exifclip embed --format parquet|jsonl`` run: a folder of shards.
+
+    Every ``--save-every`` images become one shard, ``OUT/part-NNNNN.parquet``
+    (or ``.jsonl``), written atomically and never rewritten, so a run of any
+    size holds one shard in memory and a reader sees only whole shards
+    (``pandas.read_parquet(OUT)`` reads them all: files starting with ``_``
+    are not data). ``OUT/_settings.json`` says what the embeddings depend on;
+    ``OUT/_failures.jsonl`` lists the images that failed in the latest run.
+
+    Parameters
+    ----------
+    out : Path
+        The folder.
+    settings : dict
+        Only shards made with equal settings are reused by ``resume``.
+    resume : bool
+        Keep the shards there (and skip their images); otherwise they are removed.
+    format : {"parquet", "jsonl"}
+    dim : int
+        Embedding size.
+
+    Attributes
+    ----------
+    done : set of str
+        Source keys of the images in the shards.
+    """
+
+    def __init__(self, out: Path, settings: dict, resume: bool, format: str, dim: int):
+        self.out = self.folder = Path(out)
+        self.settings, self.format, self.dim = settings, format, dim
+        self.done: set[str] = set()
+        remove_stale_parts(self.out)
+        marker = self.out / "_settings.json"
+        if resume and read_record(marker) == settings:
+            for shard in sorted(self.out.glob(f"part-*.{format}")):
+                self.done.update(self._keys(shard))
+            return
+        for old in [*self.out.glob("part-*.parquet"), *self.out.glob("part-*.jsonl"), self.out / "_failures.jsonl"]:
+            old.unlink(missing_ok=True)
+        with atomic_write(marker, "w") as f:
+            json.dump(settings, f, sort_keys=True)
+
+    def _keys(self, shard: Path) -> list[str]:
+        try:
+            if self.format == "parquet":
+                import pyarrow.parquet as pq
+
+                return [str(k) for k in pq.read_table(shard, columns=["abspath"]).column("abspath").to_pylist()]
+            return [json.loads(line)["abspath"] for line in shard.read_text(encoding="utf-8").splitlines()]
+        except (OSError, ValueError, KeyError):
+            return []  # unreadable: its images are embedded again
+
+    def save_part(self, items: dict[str, dict]) -> Path:
+        """Write newly embedded images (source key -> item with ``file``, ``embedding``, ...) as the next shard."""
+        from ..columnar import embedding_table, write_table
+
+        numbers = [int(p.stem.split("-")[1]) for p in self.out.glob(f"part-*.{self.format}")
+                   if p.stem.split("-")[1].isdigit()]
+        path = self.out / f"part-{max(numbers, default=-1) + 1:05d}.{self.format}"
+        rows = [{**item, "abspath": key} for key, item in items.items()]
+        table = embedding_table(rows, self.dim, patches=bool(self.settings.get("patches")), settings=self.settings)
+        write_table(table, path, self.format)
+        self.done.update(items)
+        return path
+
+    def finish(self, files: Sequence[str], failed: dict[str, str]) -> int:
+        """Write ``_failures.jsonl`` (``file``, ``error``; empty when none failed); returns the images in the shards."""
+        with atomic_write(self.out / "_failures.jsonl", "w") as f:
+            for path, message in failed.items():
+                f.write(json.dumps({"file": path, "abspath": source_key(path), "error": message}) + "\n")
+        return sum(source_key(f) in self.done for f in dict.fromkeys(files))

@@ -10,22 +10,30 @@ import json
 from ._options import (
     CommandError,
     add_decode_options,
+    add_input_options,
     add_model_options,
     cli_words,
+    collect_inputs,
     error,
     estimator_kwargs,
     pillow_limit_lifted,
 )
-from ._output import check_output_file, output_failure
+from ._output import check_output_file, output_failure, prepare_output_folder
 
 NAME = "embed"
 
 
 def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(NAME, help="embed images by their camera traces into an .npz file")
-    p.add_argument("images", nargs="+", help="image files")
+    add_input_options(p)
     p.add_argument("--out", required=True, help="output .npz: files, embeddings (n, dim), failed_files and "
-                   "failed_errors; not written when no image could be embedded")
+                   "failed_errors; not written when no image could be embedded. With --format parquet or jsonl: "
+                   "a folder of shards part-NNNNN.parquet (one per --save-every images), _settings.json and "
+                   "_failures.jsonl")
+    p.add_argument("--format", choices=["npz", "parquet", "jsonl"], default="npz",
+                   help="npz (default): one file; parquet: shards with the embedding as a fixed-size list "
+                   "column, read by pandas, polars or DuckDB (needs pyarrow: pip install 'exifclip[parquet]'); "
+                   "jsonl: the same rows as JSON lines")
     add_model_options(p)
     p.add_argument("--patches", action="store_true", help="also store every patch embedding and position")
     p.add_argument("--progress", action="store_true", help="show a progress bar")
@@ -81,9 +89,9 @@ def _embed_chunk(embedder, chunk: list[str], failed: dict[str, str], keep_patche
     for path, item in zip(chunk, per_image):
         if item is None:
             continue
-        entry = {"embedding": pool_patch_embeddings(item.embeddings)}
+        entry = {"file": path, "embedding": pool_patch_embeddings(item.embeddings)}
         if keep_patches:
-            entry["patches"], entry["positions"] = item.embeddings, item.grid.positions()
+            entry["patches"], entry["positions"], entry["grid"] = item.embeddings, item.grid.positions(), item.grid
         items[source_key(path)] = entry
     return items
 
@@ -113,20 +121,36 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..embedder import ExifPatchEmbedder
-    from ._resume import EmbedParts, source_key
+    from ._resume import EmbedParts, EmbedShards, source_key
 
     if args.save_every < 1:
         raise CommandError(f"--save-every must be a positive number of images, got {args.save_every}")
-    out = check_output_file(args.out)  # before the model is loaded: a mistake there costs nothing
+    found = collect_inputs(args)  # before the model is loaded: a mistake there costs nothing
+    sharded = args.format != "npz"
+    if sharded:
+        _require_pyarrow(args.format)
+        out = prepare_output_folder(args.out)
+    else:
+        out = check_output_file(args.out)
     with pillow_limit_lifted():
         embedder = ExifPatchEmbedder(**estimator_kwargs(args), errors="skip", progress=args.progress).fit()
-        parts = EmbedParts(out, _settings(args, embedder.patch_size_), resume=args.resume)
-        images = [str(p) for p in args.images]
+        settings = _settings(args, embedder.patch_size_)
+        if sharded:
+            parts = EmbedShards(out, settings, args.resume, args.format, embedder.embedding_dim_)
+        else:
+            parts = EmbedParts(out, settings, resume=args.resume)
+        images = found.paths
         resumed = {source_key(p) for p in images} & set(parts.done)
         pending = list(dict.fromkeys(p for p in images if source_key(p) not in parts.done))  # unique, in order
         failed: dict[str, str] = {}
         computed = _embed_all(embedder, parts, pending, failed, args, len(resumed))
     failed_files = [p for p in images if p in failed]
+    if sharded:
+        try:
+            embedded = parts.finish(images, {p: failed[p] for p in failed_files})
+        except OSError as exc:
+            raise output_failure(out, exc) from None
+        return _summary(out, embedded, computed, len(resumed), found, failed_files, embedder, args)
     if not any(source_key(p) in parts.done for p in images):
         earlier = " (the file there is from an earlier run and was left as it was)" if out.exists() else ""
         raise CommandError(f"{out}: not written: none of the {len(images)} images could be embedded{earlier}", 1)
@@ -139,14 +163,32 @@ def run(args: argparse.Namespace) -> int:
         embedded = parts.finish(images, failed_files, embedder.embedding_dim_, extra)
     except OSError as exc:
         raise output_failure(out, exc) from None
+    return _summary(out, embedded, computed, len(resumed), found, failed_files, embedder, args)
+
+
+def _summary(out, embedded: int, computed: int, resumed: int, found, failed_files: list, embedder, args) -> int:
+    """Print the run's summary as one JSON line; the exit status (1 when an image failed)."""
     summary = {
         "out": str(out),
         "embedded": embedded,
         "computed": computed,
-        "skipped": len(resumed),
+        "skipped": resumed,
+        "not_images": len(found.skipped),
         "failed": len(failed_files),
         "dim": embedder.embedding_dim_,
         "model": str(args.model),
     }
     print(json.dumps(summary))
     return 1 if failed_files else 0
+
+
+def _require_pyarrow(format: str) -> None:
+    """Stop before any work when the output format needs pyarrow and it is missing."""
+    if format != "parquet":
+        return
+    from ..columnar import require_pyarrow
+
+    try:
+        require_pyarrow()
+    except ImportError as exc:
+        raise CommandError(f"--format parquet: {exc}") from None

@@ -8,6 +8,7 @@ import argparse
 import json
 
 from ._options import (
+    SPLICE_MODEL,
     CommandError,
     add_decode_options,
     add_model_options,
@@ -38,7 +39,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="only the first N images")
     p.add_argument("--json", help="also write the metrics (and per-image rows) to this JSON file")
     p.add_argument("--progress", action="store_true", help="show a progress bar")
-    add_model_options(p)
+    add_model_options(p, default_model=SPLICE_MODEL)
     add_splice_options(p)
     add_decode_options(p)
     p.set_defaults(func=run)

@@ -11,11 +11,14 @@ import time
 from pathlib import Path
 
 from ._options import (
+    SPLICE_MODEL,
     CommandError,
     add_decode_options,
+    add_input_options,
     add_model_options,
     add_splice_options,
     cli_words,
+    collect_inputs,
     decode_kwargs,
     error,
     error_for,
@@ -24,6 +27,8 @@ from ._options import (
     pillow_limit_lifted,
 )
 from ._output import output_failure, prepare_output_folder
+from ._ray_engine import add_engine_options
+from .report import add_report_options, write_report
 
 NAME = "localize"
 
@@ -48,7 +53,7 @@ def _outputs(text: str) -> tuple[str, ...]:
 
 def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(NAME, help="splice heatmap, mask, overlay and score for each image")
-    p.add_argument("images", nargs="+", help="image files")
+    add_input_options(p)
     p.add_argument(
         "--out",
         required=True,
@@ -72,7 +77,16 @@ def register(subparsers) -> argparse.ArgumentParser:
         help=f"longer side of the heatmap and overlay pictures, in pixels (default {DEFAULT_MAX_SIDE}: quick to "
         "write and view; 0: full resolution); the mask is always written at full resolution, exactly",
     )
-    add_model_options(p)
+    p.add_argument(
+        "--format",
+        choices=["jsonl", "parquet"],
+        default="jsonl",
+        help="parquet: also write OUT/results.parquet, a row per image (source, status, error, every detection "
+        "score, mask fraction, grid, timings, picture paths), for pandas, polars or DuckDB (needs pyarrow: pip "
+        "install 'exifclip[parquet]'); results.jsonl is always written",
+    )
+    add_engine_options(p)
+    add_model_options(p, default_model=SPLICE_MODEL)
     add_splice_options(p)
     add_decode_options(p)
     p.add_argument(
@@ -87,6 +101,12 @@ def register(subparsers) -> argparse.ArgumentParser:
         help="skip images whose STEM.json and pictures exist from a run with the same settings "
         "(an interrupted run goes on); failed images are retried",
     )
+    p.add_argument(
+        "--report",
+        action="store_true",
+        help="also write OUT/report.html: the offline triage page of the results (see exifclip report)",
+    )
+    add_report_options(p)
     p.set_defaults(func=run)
     return p
 
@@ -169,6 +189,7 @@ def write_pictures(image, result, out: Path, stem: str, args: argparse.Namespace
 def localize_one(localizer, path: str, stem: str, out: Path, args: argparse.Namespace, settings: dict) -> dict:
     """Localise one image and write its pictures, then its marker; returns the record."""
     from .._atomic import atomic_write
+    from ..report.results import provenance
     from ..viz import reduction
     from ._resume import source_key
 
@@ -188,6 +209,7 @@ def localize_one(localizer, path: str, stem: str, out: Path, args: argparse.Name
         "status": "ok",
         "score": result.score,
         "score_method": args.score_method,
+        "scores": {k: float(v) for k, v in result.scores.items()},
         "false_alarm_rate": result.false_alarm_rate,
         "flagged": result.flagged,
         "verdict": _verdict(result, args.alarm_rate),
@@ -207,6 +229,7 @@ def localize_one(localizer, path: str, stem: str, out: Path, args: argparse.Name
         },
         "model": str(args.model),
         "settings": settings,
+        **provenance(path),  # the input's SHA-256 and exifclip's version: the chain of custody
     }
     marker = out / f"{stem}.json"
     try:
@@ -241,15 +264,51 @@ def _write_log(out: Path, images: list[str], records: list) -> CommandError | No
     return None
 
 
+def _require_pyarrow() -> None:
+    from ..columnar import require_pyarrow
+
+    try:
+        require_pyarrow()
+    except ImportError as exc:
+        raise CommandError(f"--format parquet: {exc}") from None
+
+
+def _write_table(out: Path, images: list[str], records: list, args: argparse.Namespace,
+                 settings: dict) -> CommandError | None:
+    """results.parquet with ``--format parquet``: the rows of results.jsonl as a table."""
+    if getattr(args, "format", "jsonl") != "parquet":
+        return None
+    from ..columnar import localize_table, write_table
+    from ..splice.postprocessing import DETECTION_SCORES
+    from ._resume import source_key
+
+    rows = [r if r is not None else {"file": str(p), "abspath": source_key(p), "status": "not done"}
+            for p, r in zip(images, records)]
+    target = out / "results.parquet"
+    try:
+        write_table(localize_table(rows, sorted(DETECTION_SCORES), settings), target)
+    except OSError as exc:
+        return output_failure(target, exc)
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     from .._atomic import remove_stale_parts
     from ._resume import assign_stems
 
-    out = prepare_output_folder(args.out)  # before the model is loaded: a mistake there costs nothing
+    found = collect_inputs(args)  # before the model is loaded: a mistake there costs nothing
+    if getattr(args, "format", "jsonl") == "parquet":
+        _require_pyarrow()
+    out = prepare_output_folder(args.out)
+    if getattr(args, "engine", "local") == "ray":
+        from ._ray_engine import run_ray
+
+        with pillow_limit_lifted():
+            return run_ray(args, found.paths, out, settings_of(args))
     with pillow_limit_lifted():
         localizer = make_localizer(args).fit()
         remove_stale_parts(out)  # temporaries of a killed run
-        images = [str(p) for p in args.images]
+        images = found.paths
         stems = assign_stems(images, out)
         settings = settings_of(args)
         records: list[dict | None] = [None] * len(images)
@@ -264,7 +323,7 @@ def run(args: argparse.Namespace) -> int:
         except BaseException:
             _write_log(out, images, records)
             raise
-    log_problem = _write_log(out, images, records)
+    log_problem = _write_log(out, images, records) or _write_table(out, images, records, args, settings)
     if stop is not None:
         if log_problem is not None:
             error(str(log_problem))
@@ -273,6 +332,8 @@ def run(args: argparse.Namespace) -> int:
         raise log_problem
     done, skipped, failed = counts["done"], counts["skipped"], counts["failed"]
     summary = f"{done} localized, {skipped} skipped (already done), {failed} failed"
+    if found.skipped:
+        summary += f" ({len(found.skipped)} files in folders skipped: not images)"
     if interrupted:
         left = len(images) - done - skipped - failed
         raise CommandError(
@@ -281,6 +342,8 @@ def run(args: argparse.Namespace) -> int:
             130,
         )
     print(f"exifclip: localize: {summary}, of {len(images)} images in {out}", file=sys.stderr)
+    if getattr(args, "report", False):
+        write_report(out, None, args)
     return 1 if failed else 0
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "CPU_FORWARD_CHUNK",
     "PatchEmbeddings",
     "embed_patches",
+    "forward_patches",
     "embed_patches_fast",
     "embed_texts",
     "pool_patch_embeddings",
@@ -56,23 +57,39 @@ class PatchEmbeddings:
 CPU_FORWARD_CHUNK = 64
 
 
-def _forward(model, patches: np.ndarray, device, mean, std, pixel_dtype, chunk: int | None) -> np.ndarray:
-    """Unit-norm embeddings of a batch of uint8 patches, in fixed chunks when ``chunk`` is set."""
-    x = torch.from_numpy(patches).to(device, non_blocking=True)
-    n = x.shape[0]
-    if chunk is None:
-        z = model.get_image_features(patches_to_pixel_values(x, mean, std, dtype=pixel_dtype))
-    else:
-        padded = -(-n // chunk) * chunk
-        if padded != n:
-            x = torch.cat([x, x.new_zeros((padded - n, *x.shape[1:]))])
-        z = torch.cat(
-            [
+def forward_patches(model: Any, patches: np.ndarray, chunk: int | None = None) -> np.ndarray:
+    """Unit-norm embeddings of uint8 patches ``(B, P, P, 3)``: ``(B, dim)`` float32.
+
+    With ``chunk`` the model sees fixed batches of ``chunk`` patches, the last
+    one zero-padded, so a patch's embedding does not depend on its neighbours
+    in the batch (see :data:`CPU_FORWARD_CHUNK`). Runs under
+    ``torch.inference_mode`` and, on CUDA, autocast.
+
+    Examples
+    --------
+    >>> from exifclip.modeling.factory import create_model
+    >>> model = create_model("small", seed=0)
+    >>> patches = np.zeros((3, 64, 64, 3), np.uint8)
+    >>> forward_patches(model, patches, chunk=2).shape
+    (3, 128)
+    """
+    first = next(model.parameters())
+    device, pixel_dtype = first.device, first.dtype  # bf16 weights on the CPU need bf16 inputs
+    mean, std = model.config.image_mean, model.config.image_std
+    with torch.inference_mode(), autocast(device):
+        x = torch.from_numpy(np.ascontiguousarray(patches)).to(device, non_blocking=True)
+        n = x.shape[0]
+        if chunk is None:
+            z = model.get_image_features(patches_to_pixel_values(x, mean, std, dtype=pixel_dtype))
+        else:
+            padded = -(-n // chunk) * chunk
+            if padded != n:
+                x = torch.cat([x, x.new_zeros((padded - n, *x.shape[1:]))])
+            z = torch.cat([
                 model.get_image_features(patches_to_pixel_values(x[i : i + chunk], mean, std, dtype=pixel_dtype))
                 for i in range(0, padded, chunk)
-            ]
-        )[:n]
-    return F.normalize(z.float(), dim=-1).cpu().numpy()
+            ])[:n]
+        return F.normalize(z.float(), dim=-1).cpu().numpy()
 
 
 def _image_and_grid(source: Any, patch_size: int, num_per_dim: int, stride: int | None,
@@ -164,8 +181,6 @@ def embed_patches(
             outputs[i] = np.empty((grid.n_patches, model.config.embed_dim), np.float32)
             yield patch_view(image, grid)
 
-    mean, std = model.config.image_mean, model.config.image_std
-    pixel_dtype = next(model.parameters()).dtype  # bf16 weights on the CPU need bf16 inputs
     remaining: dict[int, int] = {}
     chunk = CPU_FORWARD_CHUNK if device.type == "cpu" else None
     if chunk is not None:
@@ -178,7 +193,7 @@ def embed_patches(
     try:
         with torch.inference_mode(), autocast(device):
             for patches, image_index, patch_index in batches:
-                z = _forward(model, patches, device, mean, std, pixel_dtype, chunk)
+                z = forward_patches(model, patches, chunk)
                 for i in np.unique(image_index):
                     sel = image_index == i
                     outputs[i][patch_index[sel]] = z[sel]

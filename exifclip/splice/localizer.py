@@ -3,22 +3,37 @@
 
 from __future__ import annotations
 
+import os
 import time
+from collections import deque
+from collections.abc import Iterator
 from numbers import Real
 from typing import Any
 
 import numpy as np
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .._base import ImageEstimator
 from ..batch import ITEM_ERRORS, BatchFailure
 from ..embedder import ExifPatchEmbedder
 from ..io import DEFAULT_MAX_PIXELS, as_source_list
+from ..sources import iter_sources
 from .calibration import ScoreCalibration
 from .postprocessing import DETECTION_SCORES, MASK_METHODS, SpliceResult, calibrate_threshold, localize_embeddings
 
 __all__ = ["SpliceLocalizer"]
+
+
+def _timed(iterator: Iterator) -> Iterator[tuple[float, Any]]:
+    """Each item with the seconds spent waiting for it (an image's share of the embedding work)."""
+    while True:
+        start = time.perf_counter()
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        yield time.perf_counter() - start, item
 
 
 
@@ -28,8 +43,10 @@ class SpliceLocalizer(ImageEstimator):
 
     Parameters
     ----------
-    model : str, default="exifclip-small"
-        Packaged model name, local directory, or Hugging Face Hub id.
+    model : str, default="exifclip-small-srm"
+        Packaged model name, local directory, or Hugging Face Hub id. The
+        default is the packaged model chosen for splice localisation on
+        cameras no training step saw (its card gives the figures).
     revision : str, optional
         Hub branch, tag or commit.
     patch_size : int, optional
@@ -84,6 +101,10 @@ class SpliceLocalizer(ImageEstimator):
     max_pixels : int or None, default=exifclip.io.DEFAULT_MAX_PIXELS
         Images with more pixels are refused before decoding (decompression
         bombs); ``None`` lifts exifclip's limit (Pillow's own still applies).
+    memory : str, path or joblib.Memory, optional
+        A cache of patch embeddings (see :class:`~exifclip.embedder.ExifPatchEmbedder`):
+        a ``GridSearchCV`` over ``method``, ``threshold`` or ``score_method``
+        embeds each photo once.
 
     Attributes
     ----------
@@ -117,11 +138,12 @@ class SpliceLocalizer(ImageEstimator):
         "threshold": [Interval(Real, 0, 1, closed="both"), None],
         "score_method": [StrOptions(set(DETECTION_SCORES))],
         "alarm_rate": [Interval(Real, 0, 1, closed="neither")],
+        "memory": [None, str, os.PathLike, HasMethods(["cache"])],
     }
 
     def __init__(
         self,
-        model: str = "exifclip-small",
+        model: str = "exifclip-small-srm",
         revision: str | None = None,
         patch_size: int | None = None,
         num_per_dim: int = 30,
@@ -138,6 +160,7 @@ class SpliceLocalizer(ImageEstimator):
         progress: bool = False,
         allow_truncated: bool = False,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        memory: Any = None,
     ):
         self.model = model
         self.revision = revision
@@ -156,6 +179,7 @@ class SpliceLocalizer(ImageEstimator):
         self.progress = progress
         self.allow_truncated = allow_truncated
         self.max_pixels = max_pixels
+        self.memory = memory
 
     def fit(self, X: Any = None, y: Any = None) -> SpliceLocalizer:
         """Load the model; with ``X`` and masks ``y``, calibrate the threshold.
@@ -173,7 +197,7 @@ class SpliceLocalizer(ImageEstimator):
         self
         """
         self._validate_params()
-        self.embedder_ = ExifPatchEmbedder(**self._embedding_params()).fit()
+        self.embedder_ = ExifPatchEmbedder(**self._embedding_params(), memory=self.memory).fit()
         self.score_calibration_ = self._score_calibration()
         self.threshold_ = self.threshold
         self.failures_: list[BatchFailure] = []
@@ -202,40 +226,84 @@ class SpliceLocalizer(ImageEstimator):
             return None
         return calibrate_threshold([h for h, _ in pairs], [m for _, m in pairs])
 
-    def _localize(self, X: list, threshold: float | None) -> list[SpliceResult | None]:
+    def _localize(self, X: Any, threshold: float | None) -> list[SpliceResult | None]:
         """Localise every image; failures go through one report and end in ``failures_``."""
+        return list(self._stream(iter_sources(X), threshold))
+
+    def _stream(self, sources: Iterator, threshold: float | None) -> Iterator[SpliceResult | None]:
         with self._failure_report() as report:
-            start = time.perf_counter()
-            per_image = self.embedder_.transform_patches(X, report=report)
-            embed_s = (time.perf_counter() - start) / max(len(X), 1)
-            out: list[SpliceResult | None] = [None] * len(per_image)
-            for i, item in enumerate(per_image):
+            read: deque = deque()  # sources handed to the embedder whose results have not come back yet
+
+            def tap() -> Iterator:
+                for source in sources:
+                    read.append(source)
+                    yield source
+
+            embedded = _timed(self.embedder_.iter_transform_patches(tap(), report=report))
+            for i, (embed_s, item) in enumerate(embedded):
+                source = read.popleft()
                 if item is None:
+                    yield None
                     continue
                 try:
-                    result = localize_embeddings(
-                        item.embeddings,
-                        item.grid,
-                        method=self.method,
-                        threshold=threshold,
-                        score_method=self.score_method,
-                    )
+                    result = localize_embeddings(item.embeddings, item.grid, method=self.method,
+                                                 threshold=threshold, score_method=self.score_method)
                 except ITEM_ERRORS as exc:  # one image's post-processing: the others are kept
-                    report.fail(i, X[i], exc)
+                    report.fail(i, source, exc)
+                    yield None
                     continue
                 result.timings["embed_s"] = embed_s
                 if self.score_calibration_ is not None:
                     result.false_alarm_rate = self.score_calibration_.false_alarm_rate(result.score)
                     result.flagged = result.false_alarm_rate <= self.alarm_rate
-                out[i] = result
-            return out
+                del item, source
+                yield result
+
+    def iter_localize(self, X: Any) -> Iterator[SpliceResult | None]:
+        """:meth:`localize` as a stream: each image's result as soon as it is ready, in input order.
+
+        For collections: patches are still batched across images, ``X`` (a
+        list, a NumPy array of paths, a pandas Series or a generator) is
+        read only as far as the next batch needs, and nothing is kept of a
+        result once it is yielded, so a caller that writes each result and
+        drops it runs in flat memory however many photos there are.
+
+        Parameters
+        ----------
+        X : image source, or a list, array, Series or iterable of them
+
+        Yields
+        ------
+        SpliceResult or None
+            One per item of ``X``, in order; ``None`` where an image failed
+            (``errors`` ``"warn"`` or ``"skip"``). ``failures_`` is complete
+            when the iteration ends.
+
+        Raises
+        ------
+        BatchItemError
+            With ``errors="raise"``, at the first image that fails.
+
+        Examples
+        --------
+        >>> import numpy as np, tempfile
+        >>> from exifclip.modeling import create_model
+        >>> d = tempfile.mkdtemp(); create_model("small", seed=0).save_pretrained(d)
+        >>> loc = SpliceLocalizer(model=d, device="cpu", stride=32).fit()
+        >>> photos = (np.random.default_rng(i).integers(0, 256, (96, 128, 3), dtype=np.uint8) for i in range(3))
+        >>> [r.mask.shape for r in loc.iter_localize(photos)]
+        [(96, 128), (96, 128), (96, 128)]
+        """
+        check_is_fitted(self, "embedder_")
+        return self._stream(iter_sources(X), self.threshold_)
 
     def localize(self, X: Any) -> list[SpliceResult | None]:
         """Heatmap, mask and score for each image.
 
         Parameters
         ----------
-        X : image source or list of them
+        X : image source, or a list, array, Series or iterable of them
+            A NumPy array of paths (str or object dtype) is a list of paths.
 
         Returns
         -------
@@ -247,9 +315,13 @@ class SpliceLocalizer(ImageEstimator):
         ------
         BatchItemError
             With ``errors="raise"``, at the first image that fails.
+
+        See Also
+        --------
+        iter_localize : the same, one image at a time, for collections.
         """
         check_is_fitted(self, "embedder_")
-        return self._localize(as_source_list(X), self.threshold_)
+        return self._localize(X, self.threshold_)
 
     def predict(self, X: Any) -> list[np.ndarray | None]:
         """The predicted spliced region of each image.

@@ -1,0 +1,84 @@
+"""Regenerate the packaged model ``exifclip-small-srm`` from the data.
+
+The ``small`` architecture with the SRM residual front-end
+(:mod:`exifclip.modeling.front_end`), the patch-to-patch term and processing
+augmentations, trained on every photo of ``digicam`` and ``cameras-extra``
+(about 120 camera models; the benchmark that chose it, and its figures, are
+in docs/benchmarks.md, "Unseen-camera benchmark")::
+
+    python recipes/exifclip_small_srm.py --data ../shared/data --out CKPT/exifclip-small-srm --install
+
+Rerunning the command resumes from the last checkpoint. The same recipe,
+trained without one fold's cameras, is what the unseen-camera benchmark
+scores: ``python recipes/fold_training.py --recipe small-srm ...``.
+``--install`` copies the weights, config and tokenizer into
+``exifclip/models/exifclip-small-srm/`` (its model card is written by hand
+from the measured figures; ``recipes/training_data_card.py`` writes its
+training-data section).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from exifclip_small import RECIPE as SMALL_RECIPE  # noqa: E402
+
+#: The training settings (exifclip.training.TrainingConfig fields): exifclip-small's, and what the
+#: unseen-camera screening chose (front_end "srm", patch_pairs, augmentations; 600 steps).
+RECIPE = dict(SMALL_RECIPE, steps=600, augment=True, patch_pairs=True, front_end="srm", checkpoint_every=100)
+
+DATASETS = ("digicam", "cameras-extra")
+MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+               "special_tokens_map.json", "vocab.txt")
+
+
+def all_photos(data: Path) -> list[str]:
+    """Every photo of both sets, sorted (the manifests' files)."""
+    import csv
+
+    files = []
+    for name in DATASETS:
+        with (data / name / "MANIFEST.csv").open(newline="", encoding="utf-8") as fh:
+            files += [str((data / name / row["file"]).resolve()) for row in csv.DictReader(fh)]
+    return sorted(files)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="../shared/data", help="folder holding digicam/ and cameras-extra/")
+    parser.add_argument("--out", required=True, help="training output folder (keep it outside the repository)")
+    parser.add_argument("--install", action="store_true",
+                        help="copy the result into exifclip/models/exifclip-small-srm")
+    args = parser.parse_args()
+
+    from exifclip.training import TrainingConfig, train
+
+    files = all_photos(Path(args.data))
+    config = TrainingConfig(images=files, out_dir=args.out, resume=True, **dict(RECIPE, progress=False))
+    start = time.perf_counter()
+    result = train(config)
+    out = Path(args.out)
+    (out / "train_files.txt").write_text("\n".join(files) + "\n")
+    summary = {"recipe": RECIPE, "photos": len(files), "used": result.dataset["images"],
+               "skipped": result.dataset["skipped"], "resumed_from": result.resumed_from,
+               "wall_s": round(time.perf_counter() - start, 1)}
+    (out / "recipe_summary.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary), flush=True)
+    if args.install:
+        target = HERE.parent / "exifclip" / "models" / "exifclip-small-srm"
+        target.mkdir(parents=True, exist_ok=True)
+        for name in MODEL_FILES:
+            if (out / name).is_file():
+                shutil.copy(out / name, target / name)
+        print(f"installed into {target}")
+
+
+if __name__ == "__main__":
+    main()

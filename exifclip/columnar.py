@@ -130,6 +130,9 @@ def localize_table(records: Sequence[dict], score_names: Sequence[str], settings
         columns[key] = (pa.float64(), [get(r, "timings", key) for r in records])
     for key in _PICTURES:
         columns[f"{key}_path"] = (pa.string(), [r.get(key) for r in records])
+    groups = sorted({g for r in records for g in (r.get("exif_consistency") or {})})
+    for group in groups:  # localize --exif-consistency: the percentile of the photo's own EXIF, per tag group
+        columns[f"exif_consistency_{group}"] = (pa.float64(), [get(r, "exif_consistency", group) for r in records])
     columns["model"] = (pa.string(), [r.get("model") for r in records])
     schema = pa.schema([(name, kind) for name, (kind, _) in columns.items()])
     table = pa.Table.from_arrays([pa.array(values, type=kind) for kind, values in columns.values()], schema=schema)

@@ -38,6 +38,7 @@ __all__ = [
     "save_mask",
     "save_overlay",
     "save_png",
+    "upright_view",
 ]
 
 # Anchor colours (position, RGB) of perceptually ordered dark-to-bright maps.
@@ -260,16 +261,47 @@ def _write(path: str | os.PathLike, mode: str, height: int, width: int, rows_of:
     return path
 
 
+def upright_view(array: np.ndarray, orientation: int = 1) -> np.ndarray:
+    """A view of ``array`` (H, W, ...) turned and flipped as EXIF ``Orientation`` says, for display.
+
+    Codes 1-8 as in the EXIF standard (1: as stored; 6: the stored pixels
+    turned 90 degrees clockwise show the scene upright); any other value
+    leaves the array as stored. No pixel is copied.
+
+    Examples
+    --------
+    >>> a = np.arange(6).reshape(2, 3)
+    >>> upright_view(a, 6).tolist()  # the camera was turned: show it turned back
+    [[3, 0], [4, 1], [5, 2]]
+    >>> upright_view(a, 1) is a
+    True
+    """
+    a = np.asarray(array)
+    views = {
+        2: lambda: a[:, ::-1],
+        3: lambda: a[::-1, ::-1],
+        4: lambda: a[::-1],
+        5: lambda: a.swapaxes(0, 1),
+        6: lambda: a.swapaxes(0, 1)[:, ::-1],
+        7: lambda: a.swapaxes(0, 1)[::-1, ::-1],
+        8: lambda: a.swapaxes(0, 1)[::-1],
+    }
+    return views[orientation]() if orientation in views else a
+
+
 def save_heatmap(path: str | os.PathLike, heatmap: np.ndarray, vmin: float = 0.0, vmax: float = 1.0,
-                 cmap: str = "heat", max_side: int | None = None) -> Path:
+                 cmap: str = "heat", max_side: int | None = None, orientation: int = 1) -> Path:
     """Write the coloured heatmap as PNG; ``max_side``: longer side at most this many pixels (None: full size).
+
+    ``orientation`` (EXIF code) turns the picture upright for display
+    (:func:`upright_view`); the default writes it as stored.
 
     Returns
     -------
     Path
         ``path``.
     """
-    heatmap = downscale(heatmap, reduction(np.shape(heatmap), max_side))
+    heatmap = upright_view(downscale(heatmap, reduction(np.shape(heatmap), max_side)), orientation)
     return _write(path, "RGB", *heatmap.shape[:2], lambda rows: colorize(heatmap[rows], vmin, vmax, cmap))
 
 
@@ -280,17 +312,22 @@ def save_mask(path: str | os.PathLike, mask: np.ndarray) -> Path:
 
 
 def save_overlay(path: str | os.PathLike, image: np.ndarray, heatmap: np.ndarray, mask: np.ndarray | None = None,
-                 alpha: float = 0.55, vmin: float = 0.0, vmax: float = 1.0, max_side: int | None = None) -> Path:
+                 alpha: float = 0.55, vmin: float = 0.0, vmax: float = 1.0, max_side: int | None = None,
+                 orientation: int = 1) -> Path:
     """Write :func:`overlay` as PNG, at most ``max_side`` pixels on its longer side (None: full size).
 
     A reduced overlay averages the photo and the heatmap over blocks of
     pixels and outlines the blocks that are mostly inside the mask.
+    ``orientation`` (EXIF code) turns the picture upright for display
+    (:func:`upright_view`); the default writes it as stored.
     """
     image, heatmap, mask = _check_overlay_inputs(image, heatmap, mask)
     factor = reduction(heatmap.shape, max_side)
     if factor > 1:
         image, heatmap = downscale(image, factor), downscale(heatmap, factor)
         mask = None if mask is None else downscale(mask, factor) >= 0.5
+    image, heatmap = upright_view(image, orientation), upright_view(heatmap, orientation)
+    mask = None if mask is None else upright_view(mask, orientation)
     radius = _thickness(*heatmap.shape)
     return _write(path, "RGB", *heatmap.shape,
                   lambda rows: _overlay_rows(image, heatmap, mask, rows, alpha, vmin, vmax, radius))

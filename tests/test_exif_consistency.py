@@ -116,3 +116,30 @@ def test_estimator_contract(scorer, tiny_model_dir, rng):
     restored = joblib.load(io.BytesIO(buf.getvalue()))
     image, own = photo(rng), [POOL[2]]
     assert np.allclose(restored.transform([image], exif=own), scorer.transform([image], exif=own), equal_nan=True)
+
+
+def test_localize_records_the_consistency_in_json_and_parquet(tiny_model_dir, tmp_path, rng):
+    from exifclip.cli import main
+
+    path = save_jpeg(tmp_path / "a.jpg", photo(rng), exif_bytes(make="Acme", model="Acme 1"))
+    bare = tmp_path / "bare.png"
+    from PIL import Image
+
+    Image.fromarray(photo(rng)).save(bare)
+    out = tmp_path / "out"
+    assert main(["localize", str(path), str(bare), "--out", str(out), "--model", str(tiny_model_dir),
+                 "--device", "cpu", "--stride", "16", "--exif-consistency"]) == 0
+    record = json.loads((out / "a.json").read_text())
+    assert set(record["exif_consistency"]) == set(TAG_GROUPS)
+    assert all(v is None or 0 <= v <= 1 for v in record["exif_consistency"].values())
+    assert record["exif_consistency"]["all"] is not None
+    bare_record = json.loads((out / "bare.json").read_text())
+    assert all(v is None for v in bare_record["exif_consistency"].values()), "no EXIF, no claim to check"
+    pytest.importorskip("pyarrow")
+    out2 = tmp_path / "out2"
+    assert main(["localize", str(path), "--out", str(out2), "--model", str(tiny_model_dir), "--device", "cpu",
+                 "--stride", "16", "--exif-consistency", "--format", "parquet"]) == 0
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(out2 / "results.parquet").to_pylist()
+    assert table[0]["exif_consistency_all"] == pytest.approx(record["exif_consistency"]["all"])

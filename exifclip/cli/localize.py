@@ -25,6 +25,7 @@ from ._options import (
     pixel_count,
     make_localizer,
     pillow_limit_lifted,
+    estimator_kwargs,
 )
 from ._output import output_failure, prepare_output_folder
 from ._ray_engine import add_engine_options
@@ -160,8 +161,13 @@ def _decode(path: str, args: argparse.Namespace):
     return image, notes, truncated
 
 
-def write_pictures(image, result, out: Path, stem: str, args: argparse.Namespace) -> dict[str, str]:
+def write_pictures(image, result, out: Path, stem: str, args: argparse.Namespace, orientation: int = 1,
+                   ) -> dict[str, str]:
     """Write the pictures ``args.outputs`` asks for; returns kind -> path.
+
+    The heatmap and overlay are pictures for people: turned upright as the
+    photo's EXIF ``orientation`` says. The mask is data: as stored, pixel for
+    pixel with the analysed image.
 
     Raises
     ------
@@ -172,9 +178,10 @@ def write_pictures(image, result, out: Path, stem: str, args: argparse.Namespace
 
     side = args.max_side or None
     writers = {
-        "heatmap": lambda p: save_heatmap(p, result.heatmap, vmax=args.vmax, max_side=side),
+        "heatmap": lambda p: save_heatmap(p, result.heatmap, vmax=args.vmax, max_side=side, orientation=orientation),
         "mask": lambda p: save_mask(p, result.mask),
-        "overlay": lambda p: save_overlay(p, image, result.heatmap, result.mask, vmax=args.vmax, max_side=side),
+        "overlay": lambda p: save_overlay(p, image, result.heatmap, result.mask, vmax=args.vmax, max_side=side,
+                                          orientation=orientation),
     }
     files = {}
     for kind in args.outputs:
@@ -186,10 +193,15 @@ def write_pictures(image, result, out: Path, stem: str, args: argparse.Namespace
     return files
 
 
-def localize_one(localizer, path: str, stem: str, out: Path, args: argparse.Namespace, settings: dict) -> dict:
-    """Localise one image and write its pictures, then its marker; returns the record."""
+def localize_one(localizer, path: str, stem: str, out: Path, args: argparse.Namespace, settings: dict,
+                 consistency=None) -> dict:
+    """Localise one image and write its pictures, then its marker; returns the record.
+
+    ``consistency``: a fitted ExifConsistencyScorer; its percentiles go into the record.
+    """
     from .._atomic import atomic_write
     from ..report.results import provenance
+    from ..report.thumbnails import orientation_of
     from ..viz import reduction
     from ._resume import source_key
 
@@ -200,7 +212,8 @@ def localize_one(localizer, path: str, stem: str, out: Path, args: argparse.Name
     if result is None:
         raise ValueError(localizer.failures_[0].reason)
     analysed = time.perf_counter()
-    files = write_pictures(image, result, out, stem, args)
+    orientation = orientation_of(path)
+    files = write_pictures(image, result, out, stem, args, orientation)
     factor = reduction(result.heatmap.shape, args.max_side or None)
     grid = result.grid
     record = {
@@ -213,6 +226,7 @@ def localize_one(localizer, path: str, stem: str, out: Path, args: argparse.Name
         "false_alarm_rate": result.false_alarm_rate,
         "flagged": result.flagged,
         "verdict": _verdict(result, args.alarm_rate),
+        "display_orientation": orientation,
         "spliced_fraction": float(result.mask.mean()),
         "heatmap_max": float(result.heatmap.max()),
         "heatmap_scale": [0.0, args.vmax],
@@ -231,6 +245,10 @@ def localize_one(localizer, path: str, stem: str, out: Path, args: argparse.Name
         "settings": settings,
         **provenance(path),  # the input's SHA-256 and exifclip's version: the chain of custody
     }
+    if consistency is not None:
+        from ..report.items import consistency_percentiles
+
+        record["exif_consistency"] = consistency_percentiles(consistency, path)
     marker = out / f"{stem}.json"
     try:
         with atomic_write(marker, "w") as f:
@@ -307,6 +325,7 @@ def run(args: argparse.Namespace) -> int:
             return run_ray(args, found.paths, out, settings_of(args))
     with pillow_limit_lifted():
         localizer = make_localizer(args).fit()
+        consistency = _consistency_scorer(args)
         remove_stale_parts(out)  # temporaries of a killed run
         images = found.paths
         stems = assign_stems(images, out)
@@ -315,7 +334,7 @@ def run(args: argparse.Namespace) -> int:
         counts = {"done": 0, "skipped": 0, "failed": 0}
         interrupted, stop = False, None
         try:
-            _localize_all(localizer, images, stems, out, args, settings, records, counts)
+            _localize_all(localizer, images, stems, out, args, settings, records, counts, consistency)
         except KeyboardInterrupt:
             interrupted = True
         except CommandError as exc:  # an output could not be written
@@ -347,7 +366,16 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _localize_all(localizer, images, stems, out, args, settings, records, counts) -> None:
+def _consistency_scorer(args: argparse.Namespace):
+    """An ExifConsistencyScorer with the localizer's model and grid when --exif-consistency asks for one."""
+    if not getattr(args, "exif_consistency", False):
+        return None
+    from ..exif_consistency import ExifConsistencyScorer
+
+    return ExifConsistencyScorer(**estimator_kwargs(args), errors="skip").fit()
+
+
+def _localize_all(localizer, images, stems, out, args, settings, records, counts, consistency=None) -> None:
     """Fill ``records`` in input order; a failed image is reported and recorded, the others go on."""
     from ._resume import completed_record
 
@@ -359,7 +387,7 @@ def _localize_all(localizer, images, stems, out, args, settings, records, counts
                 counts["skipped"] += 1
                 continue
         try:
-            records[i] = localize_one(localizer, path, stem, out, args, settings)
+            records[i] = localize_one(localizer, path, stem, out, args, settings, consistency)
         except (ValueError, OSError) as exc:  # the input's fault (ImageLoadError is a ValueError)
             message = str(exc) if str(exc).startswith(f"{path}:") else f"{path}: {exc}"
             error_for(path, exc)

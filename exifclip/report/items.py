@@ -113,18 +113,27 @@ def report_item(index: int, record: Mapping, page: Path, files_dir: Path | None,
         item["checks"] = [c.to_dict() for c in metadata_checks(path, camera_tables)]
         item["orientation"] = orientation_of(path)
         _pictures(item, record, path, index, files_dir, page, thumb_side, preview_side)
-        if consistency is not None and item["exif_tags"]:
-            item["exif_consistency"] = _consistency(consistency, path, item["exif_tags"])
+        if record.get("exif_consistency") is not None:  # computed by localize --exif-consistency
+            item["exif_consistency"] = record["exif_consistency"]
+        elif consistency is not None and item["exif_tags"]:
+            item["exif_consistency"] = consistency_percentiles(consistency, path, item["exif_tags"])
     except (ValueError, OSError) as exc:  # the input cannot be decoded now: say so, keep the record
         item["problem"] = f"{path}: cannot read for the report ({exc})"
     item["flags"] = sum(c["status"] == "flag" for c in item["checks"])
     return item
 
 
-def _consistency(scorer, path: str, exif: dict) -> dict[str, float | None]:
-    """The scorer's percentile per tag group for one photo (None where it has no value)."""
+def consistency_percentiles(scorer, path: str, exif: dict | None = None) -> dict[str, float | None]:
+    """A fitted ExifConsistencyScorer's percentile per tag group for one photo (None where it has no value).
+
+    ``exif``: the photo's tags, read from the file when not given.
+    """
     import math
 
+    from ..exif import read_exif
+
+    if exif is None:
+        exif = read_exif(path)
     row = scorer.transform([path], exif=[exif])[0]
     return {group: None if math.isnan(v) else round(float(v), 4) for group, v in zip(scorer.groups, row)}
 
@@ -135,7 +144,9 @@ def _pictures(item: dict, record: Mapping, path: str, index: int, files_dir: Pat
     orientation = item["orientation"]
     side = max(thumb_side, preview_side if files_dir is not None else 0)
     photo = photo_picture(path, side, orientation)
-    overlay = overlay_picture(record.get("overlay"), record.get("heatmap"), photo, orientation, side)
+    # Pictures written with a display_orientation are upright already (older runs wrote them as stored).
+    written_as = 1 if record.get("display_orientation") is not None else orientation
+    overlay = overlay_picture(record.get("overlay"), record.get("heatmap"), photo, written_as, side)
     for key, picture in (("thumb", photo), ("thumb_overlay", overlay)):
         if picture is not None:
             small = picture.copy()

@@ -54,6 +54,21 @@ RECIPE = {
 }
 
 
+#: The files of a packaged model (the model card is written by hand beside them).
+MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+               "special_tokens_map.json", "vocab.txt")
+
+
+def install(model_dir: Path, name: str) -> Path:
+    """Copy a trained model's files into ``exifclip/models/NAME``; returns that folder."""
+    target = Path(__file__).resolve().parents[1] / "exifclip" / "models" / name
+    target.mkdir(parents=True, exist_ok=True)
+    for file in MODEL_FILES:
+        if (model_dir / file).is_file():
+            shutil.copy(model_dir / file, target / file)
+    return target
+
+
 def split(data: Path) -> tuple[list[str], dict[str, list[str]], list[str]]:
     """Training files; held-out files by camera model; probe-test files.
 
@@ -107,14 +122,8 @@ def main() -> None:
     (out / "recipe_summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary))
     if args.install:
-        target = Path(__file__).resolve().parents[1] / "exifclip" / "models" / "exifclip-small"
-        target.mkdir(parents=True, exist_ok=True)
         model_dir = out / "model" if (out / "model" / "config.json").is_file() else out
-        for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-                     "special_tokens_map.json", "vocab.txt"):
-            if (model_dir / name).is_file():
-                shutil.copy(model_dir / name, target / name)
-        print(f"installed into {target}")
+        print(f"installed into {install(model_dir, 'exifclip-small')}")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -29,25 +28,18 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from exifclip_small import RECIPE as SMALL_RECIPE  # noqa: E402
+from exifclip_small import install  # noqa: E402
+from training_data_card import manifest_rows  # noqa: E402
 
 #: The training settings (exifclip.training.TrainingConfig fields): exifclip-small's, and what the
 #: unseen-camera screening chose (front_end "srm", patch_pairs, augmentations; 600 steps).
 RECIPE = dict(SMALL_RECIPE, steps=600, augment=True, patch_pairs=True, front_end="srm", checkpoint_every=100)
 
-DATASETS = ("digicam", "cameras-extra")
-MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-               "special_tokens_map.json", "vocab.txt")
 
 
 def all_photos(data: Path) -> list[str]:
     """Every photo of both sets, sorted (the manifests' files)."""
-    import csv
-
-    files = []
-    for name in DATASETS:
-        with (data / name / "MANIFEST.csv").open(newline="", encoding="utf-8") as fh:
-            files += [str((data / name / row["file"]).resolve()) for row in csv.DictReader(fh)]
-    return sorted(files)
+    return sorted(str((data / r["set"] / r["file"]).resolve()) for r in manifest_rows(data))
 
 
 def main() -> None:
@@ -72,12 +64,7 @@ def main() -> None:
     (out / "recipe_summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary), flush=True)
     if args.install:
-        target = HERE.parent / "exifclip" / "models" / "exifclip-small-srm"
-        target.mkdir(parents=True, exist_ok=True)
-        for name in MODEL_FILES:
-            if (out / name).is_file():
-                shutil.copy(out / name, target / name)
-        print(f"installed into {target}")
+        print(f"installed into {install(out, 'exifclip-small-srm')}")
 
 
 if __name__ == "__main__":

@@ -9,11 +9,23 @@ and over a batch of 64 patches (exact mode's), for:
 * bfloat16 weights and inputs (``dtype="bfloat16"``; oneDNN uses AMX or
   AVX-512 BF16 where the CPU has them), with the largest difference of the
   embeddings from float32;
-* ``torch.compile`` (default backend), compile time apart.
+* ``torch.compile`` (default backend), compile time apart;
+* ONNX Runtime (``--onnx``; ``pip install onnxruntime onnx onnxscript``):
+  the trunk exported with ``torch.onnx.export`` for that input shape, run
+  by ORT's CPU provider with the same number of intra-op threads, with the
+  largest difference from PyTorch's float32 output.
+
+``--photos DIR`` adds the split of the cores between torch's intra-op
+threads and a decoding thread: ``SpliceLocalizer().localize`` over the
+first ``--n-photos`` JPEGs of ``DIR`` (whole command work: decode, embed,
+post-process), exact and fast mode, with 2 torch threads decoding in turn,
+and with 1 or 2 torch threads while a thread decodes the next photos
+(``exifclip.streaming.DECODE_AHEAD_ON_CPU``).
 
 Usage::
 
-    python benchmarks/bench_cpu_levers.py --threads 2 --repeats 3 [--compile]
+    python benchmarks/bench_cpu_levers.py --threads 2 --repeats 3 [--compile] [--onnx]
+    python benchmarks/bench_cpu_levers.py --archs --photos ../shared/data/digicam --n-photos 12
 """
 
 from __future__ import annotations
@@ -41,7 +53,40 @@ def _trunk(model):
     return lambda x: vision.encoder(vision.embedder(x)).last_hidden_state
 
 
-def measure(arch: str, repeats: int, compile_: bool) -> list[dict]:
+class _Trunk(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.vision = model.vision_model
+
+    def forward(self, x):
+        return self.vision.encoder(self.vision.embedder(x)).last_hidden_state
+
+
+def _onnx_row(model, x: torch.Tensor, reference: torch.Tensor, repeats: int) -> dict:
+    """Seconds of ONNX Runtime on the exported trunk, the export's own time, and the largest relative
+    difference from PyTorch float32."""
+    import tempfile
+
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = f"{folder}/trunk.onnx"
+        start = time.perf_counter()
+        torch.onnx.export(_Trunk(model).eval(), (x,), path, input_names=["x"], output_names=["y"], dynamo=True)
+        export_s = time.perf_counter() - start
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        feed = {"x": x.numpy()}
+        seconds = _best(lambda: session.run(None, feed), repeats)
+        out = torch.from_numpy(session.run(None, feed)[0])
+    diff = float((out - reference).abs().max() / reference.abs().max())
+    return {"onnx_export_s": round(export_s, 1), "onnxruntime_s": round(seconds, 3),
+            "onnx_max_rel_diff": float(f"{diff:.2e}")}
+
+
+def measure(arch: str, repeats: int, compile_: bool, onnx: bool = False) -> list[dict]:
     from exifclip.modeling import create_model
 
     model = create_model(arch, seed=0).eval()
@@ -71,9 +116,37 @@ def measure(arch: str, repeats: int, compile_: bool) -> list[dict]:
                 compiled(x)
                 row["compile_first_call_s"] = round(time.perf_counter() - start, 1)
                 row["compiled_s"] = round(_best(lambda: compiled(x), repeats), 3)
+        if onnx:
+            row.update(_onnx_row(model, x, reference, repeats))
         row["threads"] = torch.get_num_threads()
         print(json.dumps(row), flush=True)
         rows.append(row)
+    return rows
+
+
+def thread_split(folder: str, n: int, model: str) -> list[dict]:
+    """Seconds to localise ``n`` photos with each split of the cores between embedding and decoding."""
+    from pathlib import Path
+
+    import exifclip.streaming as streaming
+    from exifclip.splice import SpliceLocalizer
+
+    files = sorted(str(p) for p in Path(folder).iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))[:n]
+    rows = []
+    for mode in ("exact", "fast"):
+        localizer = SpliceLocalizer(model=model, device="cpu", mode=mode, errors="raise").fit()
+        localizer.localize(files[:1])  # warm-up: model load, kernel selection
+        for threads, ahead in ((2, False), (1, True), (2, True)):
+            torch.set_num_threads(threads)
+            streaming.DECODE_AHEAD_ON_CPU = ahead
+            start = time.perf_counter()
+            for _ in localizer.iter_localize(files):
+                pass
+            row = {"model": model, "mode": mode, "photos": len(files), "torch_threads": threads,
+                   "decode_ahead": ahead, "seconds": round(time.perf_counter() - start, 2)}
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    streaming.DECODE_AHEAD_ON_CPU = False
     return rows
 
 
@@ -82,11 +155,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--compile", action="store_true", help="also torch.compile (slow to compile on a CPU)")
-    parser.add_argument("--archs", nargs="+", default=["small", "paper-resnet50"])
+    parser.add_argument("--onnx", action="store_true", help="also ONNX Runtime on the exported trunk")
+    parser.add_argument("--archs", nargs="*", default=["small", "paper-resnet50"])
+    parser.add_argument("--photos", help="a folder of camera JPEGs: also measure the thread split")
+    parser.add_argument("--n-photos", type=int, default=12)
+    parser.add_argument("--model", default="exifclip-small-srm", help="model of the thread-split runs")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     for arch in args.archs:
-        measure(arch, args.repeats, args.compile)
+        measure(arch, args.repeats, args.compile, args.onnx)
+    if args.photos:
+        thread_split(args.photos, args.n_photos, args.model)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ Two parts, each in one run so that ratios compare like with like:
     of pixels, so the ratio is about the grid's overlap ``(patch / stride)^2``.
 ``agreement``
     On real photos: cosine between the exact and fast embedding of each
-    patch, and the correlation of the two heatmaps, for the packaged model.
+    patch, and the correlation of the two heatmaps, for each of ``--models``
+    (default: both packaged models).
 
 Usage::
 
@@ -110,20 +111,27 @@ def agreement(args: argparse.Namespace) -> list[dict]:
     rng = np.random.default_rng(0)
     files = [files[i] for i in sorted(rng.choice(len(files), size=min(args.n, len(files)), replace=False))]
     rows = []
-    embedder = ExifPatchEmbedder(device="cpu").fit()
-    for f in files:
-        image = load_image(f)
-        exact = embedder.set_params(mode="exact").transform_patches([image])[0]
-        fast = embedder.set_params(mode="fast").transform_patches([image])[0]
-        cosine = np.sum(exact.embeddings * fast.embeddings, axis=1)
-        heat = [SpliceLocalizer(device="cpu", mode=m).fit().localize([image])[0].heatmap for m in ("exact", "fast")]
-        corr = float(np.corrcoef(heat[0].ravel(), heat[1].ravel())[0, 1])
-        rows.append({"file": f.name, "megapixels": round(image.shape[0] * image.shape[1] / 1e6, 2),
-                     "patch_cosine_median": float(np.median(cosine)),
-                     "patch_cosine_p10": float(np.quantile(cosine, 0.1)), "heatmap_correlation": corr})
-        print(json.dumps(rows[-1]), flush=True)
-    summary = {k: float(np.median([r[k] for r in rows])) for k in ("patch_cosine_median", "heatmap_correlation")}
-    print(json.dumps({"median over photos": summary, "photos": len(rows)}))
+    for model in args.models:
+        embedder = ExifPatchEmbedder(model=model, device="cpu").fit()
+        localizers = {m: SpliceLocalizer(model=model, device="cpu", mode=m).fit() for m in ("exact", "fast")}
+        for f in files:
+            image = load_image(f)
+            exact = embedder.set_params(mode="exact").transform_patches([image])[0]
+            fast = embedder.set_params(mode="fast").transform_patches([image])[0]
+            cosine = np.sum(exact.embeddings * fast.embeddings, axis=1)
+            heat = [localizers[m].localize([image])[0].heatmap for m in ("exact", "fast")]
+            corr = float(np.corrcoef(heat[0].ravel(), heat[1].ravel())[0, 1])
+            rows.append({"model": model, "file": f.name,
+                         "megapixels": round(image.shape[0] * image.shape[1] / 1e6, 2),
+                         "patch_cosine_median": float(np.median(cosine)),
+                         "patch_cosine_p10": float(np.quantile(cosine, 0.1)), "heatmap_correlation": corr})
+            print(json.dumps(rows[-1]), flush=True)
+        mine = [r for r in rows if r["model"] == model]
+        summary = {k: float(np.median([r[k] for r in mine])) for k in ("patch_cosine_median", "heatmap_correlation")}
+        summary["heatmap_correlation_quartiles"] = [float(q) for q in np.quantile(
+            [r["heatmap_correlation"] for r in mine], [0.25, 0.75])]
+        summary["photos_at_least_0.9"] = sum(r["heatmap_correlation"] >= 0.9 for r in mine)
+        print(json.dumps({"model": model, "median over photos": summary, "photos": len(mine)}), flush=True)
     return rows
 
 
@@ -138,6 +146,7 @@ def main() -> None:
     p = sub.add_parser("agreement")
     p.add_argument("--data", required=True)
     p.add_argument("--n", type=int, default=20)
+    p.add_argument("--models", nargs="+", default=["exifclip-small", "exifclip-small-srm"])
     for p in sub.choices.values():
         p.add_argument("--out", help="also write the rows as JSON")
     args = parser.parse_args()

@@ -14,9 +14,11 @@ patches batched across them, so both engines give the same scores and masks
 separate stage of CPU tasks (``decode_on_cpu``), so the GPUs only embed;
 ``gpus_per_worker`` can be a fraction to share a GPU between actors.
 
-Per-image pictures (mask, heatmap) go to any ``pyarrow.fs`` location
-(``output="s3://bucket/case-17"``, ``"gs://..."``, a local folder), named
-by the image's key, and their paths are in the result rows.
+Per-image pictures (mask, heatmap, overlay) go to any ``pyarrow.fs``
+location (``output="s3://bucket/case-17"``, ``"gs://..."``, a local
+folder), named by the image's key, and their paths are in the result rows.
+They are the local engine's pictures (:mod:`exifclip.viz`): the mask as
+stored, the heatmap and overlay upright and at most ``max_side`` pixels.
 
 Needs ``pip install "exifclip[ray]"``. Errors of one image are rows with
 ``status="failed"`` and the ``error`` naming it; the others go on.
@@ -25,7 +27,6 @@ Needs ``pip install "exifclip[ray]"``. Errors of one image are rows with
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 from typing import Any
 
@@ -39,6 +40,7 @@ __all__ = [
     "SCORE_NAMES",
     "EmbedWorker",
     "LocalizeWorker",
+    "PICTURES",
     "decode_batch",
     "embed_dataset",
     "image_key",
@@ -75,14 +77,6 @@ def image_key(path: str | None, data: bytes | None) -> str:
         stem = os.path.splitext(os.path.basename(path))[0] or "image"
         return f"{stem}-{hashlib.sha256(os.path.abspath(path).encode()).hexdigest()[:10]}"
     return hashlib.sha256(data or b"").hexdigest()[:16]
-
-
-def _png(array: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def _filesystem(output: str | None):
@@ -128,10 +122,13 @@ def decode_batch(batch: dict, load_options: dict | None = None) -> dict:
     from .batch import ITEM_ERRORS
     from .io import load_image
 
+    from .report.thumbnails import orientation_of
+
     sources, names, keys, _ = _identify(batch)
     images = np.empty(len(sources), dtype=object)
-    errors = []
+    errors, orientations = [], []
     for i, (source, name) in enumerate(zip(sources, names)):
+        orientations.append(orientation_of(source))
         try:
             images[i] = load_image(source, **(load_options or {}))
             errors.append("")
@@ -140,7 +137,7 @@ def decode_batch(batch: dict, load_options: dict | None = None) -> dict:
             message = str(exc) or type(exc).__name__
             errors.append(message if message.startswith(name) else f"{name}: {message}")
     return {"source": np.asarray(names, dtype=object), "key": np.asarray(keys, dtype=object), "image": images,
-            "decode_error": np.asarray(errors, dtype=object)}
+            "decode_error": np.asarray(errors, dtype=object), "orientation": np.asarray(orientations, np.int64)}
 
 
 def _run(call, sources: list, names: list[str], failed: dict[int, str], failures) -> tuple[list, dict[int, str]]:
@@ -169,27 +166,37 @@ class _Worker:
 class LocalizeWorker(_Worker):
     """A Ray Data actor: a batch of images in, a batch of localize rows out (model loaded once)."""
 
-    def __init__(self, params: dict, output: str | None = None, pictures: tuple = ("mask",), vmax: float = 1.0):
+    def __init__(self, params: dict, output: str | None = None, pictures: tuple = ("mask",), vmax: float = 1.0,
+                 max_side: int | None = None):
         from .splice.localizer import SpliceLocalizer
 
         super().__init__(SpliceLocalizer(**{**params, "errors": "skip", "progress": False}), output)
-        self.pictures, self.vmax = tuple(pictures), vmax
+        self.pictures, self.vmax, self.max_side = tuple(pictures), vmax, max_side or None
+        self.load_options = _load_options(params)
 
-    def _pictures(self, key: str, result) -> dict[str, str | None]:
-        from .viz import colorize, mask_image
+    def _pictures(self, key: str, result, image, orientation: int) -> dict[str, str | None]:
+        from .viz import heatmap_picture, mask_picture, overlay_picture, png_bytes
 
-        paths: dict[str, str | None] = {f"{kind}_path": None for kind in ("mask", "heatmap")}
+        paths: dict[str, str | None] = {f"{kind}_path": None for kind in PICTURES}
         if self.fs is None:
             return paths
-        if "mask" in self.pictures:
-            paths["mask_path"] = _put(self.fs, self.root, f"{key}_mask.png", _png(mask_image(result.mask)))
-        if "heatmap" in self.pictures:
-            picture = colorize(result.heatmap, vmax=self.vmax)
-            paths["heatmap_path"] = _put(self.fs, self.root, f"{key}_heatmap.png", _png(picture))
+        draw = {  # what exifclip localize writes (exifclip.cli.localize.write_pictures)
+            "mask": lambda: mask_picture(result.mask),
+            "heatmap": lambda: heatmap_picture(result.heatmap, vmax=self.vmax, max_side=self.max_side,
+                                               orientation=orientation),
+            "overlay": lambda: overlay_picture(image, result.heatmap, result.mask, vmax=self.vmax,
+                                               max_side=self.max_side, orientation=orientation),
+        }
+        for kind in PICTURES:
+            if kind in self.pictures:
+                paths[f"{kind}_path"] = _put(self.fs, self.root, f"{key}_{kind}.png", png_bytes(draw[kind]()))
         return paths
 
     def __call__(self, batch: dict) -> dict:
+        if "overlay" in self.pictures and self.fs is not None and "image" not in batch:
+            batch = decode_batch(batch, self.load_options)  # the overlay draws the photo: decode it here, once
         sources, names, keys, failed = _identify(batch)
+        orientations = _orientations(batch, sources, wanted=bool({"heatmap", "overlay"} & set(self.pictures)))
         results, failed = _run(lambda xs: list(self.estimator.iter_localize(xs)), sources, names, failed,
                                self.failures)
         rows = []
@@ -197,10 +204,27 @@ class LocalizeWorker(_Worker):
             row = {"source": name, "key": key, "status": "ok" if result is not None else "failed",
                    "error": failed.get(i, "failed") if result is None else None}
             row.update(_result_columns(result))
-            row.update(self._pictures(key, result) if result is not None else
-                       {"mask_path": None, "heatmap_path": None})
+            row.update(self._pictures(key, result, sources[i], orientations[i]) if result is not None else
+                       {f"{kind}_path": None for kind in PICTURES})
             rows.append(row)
         return _columns(rows)
+
+
+def _load_options(params: dict) -> dict:
+    """How the estimator with ``params`` decodes images (for decoding outside it)."""
+    return {"allow_truncated": bool(params.get("allow_truncated", False)),
+            "max_pixels": params.get("max_pixels", DEFAULT_MAX_PIXELS)}
+
+
+def _orientations(batch: dict, sources: list, wanted: bool) -> list[int]:
+    """Each image's EXIF orientation (pictures for people are drawn upright); 1 when not wanted."""
+    if "orientation" in batch:
+        return [int(o) for o in batch["orientation"]]
+    if not wanted:
+        return [1] * len(sources)
+    from .report.thumbnails import orientation_of
+
+    return [orientation_of(s) if isinstance(s, (str, bytes)) else 1 for s in sources]
 
 
 def _result_columns(result) -> dict:
@@ -219,14 +243,16 @@ def _result_columns(result) -> dict:
     }
 
 
-_ROW_ID = ("source", "key", "status", "error", "mask_path", "heatmap_path")
+#: The pictures a localize row can point to (``KIND_path`` columns).
+PICTURES = ("mask", "heatmap", "overlay")
+_ROW_ID = ("source", "key", "status", "error", *(f"{kind}_path" for kind in PICTURES))
 #: Column name -> ``pyarrow`` type name of a localize row (every batch the same; failed rows hold nulls).
 LOCALIZE_COLUMNS = {
     "source": "string", "key": "string", "status": "string", "error": "string", "score": "float64",
     **{f"score_{n}": "float64" for n in SCORE_NAMES}, "false_alarm_rate": "float64", "flagged": "bool_",
     "mask_fraction": "float64", "grid_rows": "int32", "grid_cols": "int32", "patch_size": "int32",
-    "stride": "int32", "embed_s": "float64", "postprocess_s": "float64", "mask_path": "string",
-    "heatmap_path": "string",
+    "stride": "int32", "embed_s": "float64", "postprocess_s": "float64",
+    **{f"{kind}_path": "string" for kind in PICTURES},
 }
 
 
@@ -287,9 +313,7 @@ def _map(ds, worker: type, constructor_kwargs: dict, num_workers: int, gpus_per_
     if decode_on_cpu is None:
         decode_on_cpu = gpus_per_worker > 0
     if decode_on_cpu:
-        params = constructor_kwargs["params"]
-        load_options = {"allow_truncated": bool(params.get("allow_truncated", False)),
-                        "max_pixels": params.get("max_pixels", DEFAULT_MAX_PIXELS)}
+        load_options = _load_options(constructor_kwargs["params"])
         ds = ds.map_batches(decode_batch, fn_kwargs={"load_options": load_options}, batch_size=images_per_batch,
                             batch_format="numpy", num_cpus=1)
     return ds.map_batches(
@@ -300,7 +324,7 @@ def _map(ds, worker: type, constructor_kwargs: dict, num_workers: int, gpus_per_
 
 def localize_dataset(ds, *, output: str | None = None, pictures: tuple = ("mask",), num_workers: int = 1,
                      gpus_per_worker: float = 0, images_per_batch: int = 16, vmax: float = 1.0,
-                     decode_on_cpu: bool | None = None, **params):
+                     max_side: int | None = None, decode_on_cpu: bool | None = None, **params):
     """Localise every image of a Ray Dataset on a pool of actors.
 
     Parameters
@@ -311,8 +335,11 @@ def localize_dataset(ds, *, output: str | None = None, pictures: tuple = ("mask"
     output : str, optional
         Where per-image pictures go: a ``pyarrow.fs`` URI or a local folder.
         ``None``: no pictures, the rows only.
-    pictures : tuple of {"mask", "heatmap"}, default=("mask",)
-        Which pictures to write to ``output``.
+    pictures : tuple of {"mask", "heatmap", "overlay"}, default=("mask",)
+        Which pictures to write to ``output``: those of ``exifclip
+        localize`` (the overlay needs the decoded photo: an actor without a
+        decoding stage before it decodes its batch itself, holding its
+        decoded photos at once).
     num_workers : int, default=1
         Actors, each holding the model once.
     gpus_per_worker : float, default=0
@@ -321,6 +348,9 @@ def localize_dataset(ds, *, output: str | None = None, pictures: tuple = ("mask"
         Images handed to an actor at a time (their patches share batches).
     vmax : float, default=1.0
         Heatmap value drawn brightest.
+    max_side : int, optional
+        Longer side of the heatmap and overlay pictures at most (``None``:
+        full resolution; ``exifclip localize`` passes its ``--max-side``).
     decode_on_cpu : bool, optional
         Decode the images in a stage of CPU tasks before the actors
         (:func:`decode_batch`), so GPU actors only embed; the decoded pixels
@@ -338,7 +368,7 @@ def localize_dataset(ds, *, output: str | None = None, pictures: tuple = ("mask"
         ``score``, ``score_NAME`` for each of :data:`SCORE_NAMES`,
         ``false_alarm_rate``, ``flagged``, ``mask_fraction``, ``grid_rows``,
         ``grid_cols``, ``patch_size``, ``stride``, ``embed_s``,
-        ``postprocess_s``, ``mask_path``, ``heatmap_path``.
+        ``postprocess_s``, ``mask_path``, ``heatmap_path``, ``overlay_path``.
 
     Examples
     --------
@@ -347,10 +377,12 @@ def localize_dataset(ds, *, output: str | None = None, pictures: tuple = ("mask"
     >>> rows = localize_dataset(ds, model="exifclip-small", output="s3://bucket/case")  # doctest: +SKIP
     >>> rows.write_parquet("s3://bucket/rows")  # doctest: +SKIP
     """
-    unknown = set(pictures) - {"mask", "heatmap"}
+    unknown = set(pictures) - set(PICTURES)
     if unknown:
-        raise ValueError(f"pictures must be 'mask' and/or 'heatmap', got {sorted(unknown)}")
-    kwargs = {"params": params, "output": output, "pictures": tuple(pictures), "vmax": vmax}
+        raise ValueError(f"pictures must be among {PICTURES}, got {sorted(unknown)}")
+    if max_side is not None and max_side < 0:
+        raise ValueError(f"max_side must be positive (None or 0: full resolution), got {max_side}")
+    kwargs = {"params": params, "output": output, "pictures": tuple(pictures), "vmax": vmax, "max_side": max_side}
     return _map(ds, LocalizeWorker, kwargs, num_workers, gpus_per_worker, images_per_batch, decode_on_cpu)
 
 

@@ -34,14 +34,14 @@ import os
 import re
 import subprocess
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO
 
 from ._atomic import atomic_write
 from .exif import exif_to_text, read_exif
 
-__all__ = ["ShardSample", "ShardSummary", "expand_urls", "iter_shards", "write_shards"]
+__all__ = ["ShardSample", "ShardSummary", "expand_urls", "iter_shards", "open_shard", "write_shards"]
 
 _EXTENSIONS = {".jpeg": "jpg", ".jpe": "jpg", ".tif": "tiff"}
 
@@ -108,7 +108,8 @@ def _sample(index: int, path: str) -> dict[str, bytes]:
     meta = {"file": os.fspath(path), "sha256": hashlib.sha256(data).hexdigest(), "exif": exif}
     return {
         f"{key}.{extension}": data,
-        f"{key}.json": json.dumps(meta, sort_keys=True, ensure_ascii=False, default=str).encode(),
+        # The EXIF keeps read_exif's order: the paper's text style writes tags in it.
+        f"{key}.json": json.dumps(meta, ensure_ascii=False, default=str).encode(),
         f"{key}.txt": exif_to_text(exif).encode(),
     }
 
@@ -203,20 +204,29 @@ def expand_urls(urls: str | Iterable[str]) -> list[str]:
     return out
 
 
-def _open(url: str) -> tuple[IO[bytes], Any]:
-    """A readable stream of the shard at ``url`` and what to close after it."""
+def open_shard(url: str) -> tuple[IO[bytes], Callable[[], None]]:
+    """A readable stream of the shard at ``url`` and the function that closes it.
+
+    ``pipe:COMMAND`` runs the command (the user's own) and reads its
+    output; other URLs with a scheme go through fsspec; the rest are local
+    paths (``file://`` allowed).
+    """
     if url.startswith("pipe:"):
         process = subprocess.Popen(url[len("pipe:"):], shell=True, stdout=subprocess.PIPE)  # noqa: S602 - the user's own command
-        return process.stdout, process
+
+        def close() -> None:
+            process.stdout.close()
+            process.wait()
+        return process.stdout, close
     if "://" in url and not url.startswith("file://"):
         try:
             import fsspec
         except ImportError:
             raise ImportError(f"{url}: reading shards from URLs needs fsspec (pip install fsspec)") from None
         handle = fsspec.open(url, "rb").open()
-        return handle, handle
+        return handle, handle.close
     handle = open(url.removeprefix("file://"), "rb")
-    return handle, handle
+    return handle, handle.close
 
 
 def iter_shards(urls: str | Iterable[str]) -> Iterator[ShardSample]:
@@ -238,11 +248,11 @@ def iter_shards(urls: str | Iterable[str]) -> Iterator[ShardSample]:
         Naming the shard: it is not a tar file, or a sample lacks its image or JSON.
     """
     for url in expand_urls(urls):
-        stream, closer = _open(url)
+        stream, close = open_shard(url)
         try:
             yield from _samples(url, stream)
         finally:
-            closer.wait() if isinstance(closer, subprocess.Popen) else closer.close()
+            close()
 
 
 def _samples(url: str, stream: IO[bytes]) -> Iterator[ShardSample]:

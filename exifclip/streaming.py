@@ -28,7 +28,12 @@ from .modeling.dense import DEFAULT_MARGIN, DEFAULT_TILE, dense_patch_embeddings
 from .modeling.embedding import CPU_FORWARD_CHUNK, PatchEmbeddings, forward_patches
 from .patches import make_grid, patch_view, prefetch
 
-__all__ = ["Lookup", "iter_embed_patches"]
+__all__ = ["DECODE_AHEAD_ON_CPU", "Lookup", "iter_embed_patches"]
+
+#: Decode the next photos in a thread while the CPU embeds this one. On an accelerator the CPU is idle during the
+#: forward pass and decoding ahead always pays; on a CPU the thread competes with the intra-op threads
+#: (benchmarks/bench_cpu_levers.py, "threads", measures both ways).
+DECODE_AHEAD_ON_CPU = False
 
 #: ``lookup(source) -> PatchEmbeddings | None``: results known before any decoding (a cache).
 Lookup = Callable[[Any], "PatchEmbeddings | None"]
@@ -202,8 +207,7 @@ def iter_embed_patches(
     if chunk is not None:
         batch_size = max(chunk, batch_size // chunk * chunk)
     decoded = _decode_all(sources, patch_size, num_per_dim, stride, load_options, lookup)
-    if device.type != "cpu":
-        # An accelerator leaves the CPU idle during the forward pass: decode ahead in a thread.
+    if device.type != "cpu" or DECODE_AHEAD_ON_CPU:
         decoded = prefetch(decoded)
     queue = _Queue(int(model.config.embed_dim))
     bar = _progress_bar(progress, total)

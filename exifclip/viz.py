@@ -17,6 +17,7 @@ mask is always written at full resolution, exactly).
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -31,8 +32,12 @@ __all__ = [
     "COLORMAPS",
     "colorize",
     "downscale",
+    "heatmap_picture",
     "mask_image",
+    "mask_picture",
     "overlay",
+    "overlay_picture",
+    "png_bytes",
     "reduction",
     "save_heatmap",
     "save_mask",
@@ -250,15 +255,33 @@ def downscale(array: np.ndarray, factor: int) -> np.ndarray:
     return out
 
 
-def _write(path: str | os.PathLike, mode: str, height: int, width: int, rows_of: Callable[[slice], np.ndarray]):
-    """Fill a ``mode`` canvas band by band with ``rows_of(rows)`` and write it as PNG, atomically."""
+def _canvas(mode: str, height: int, width: int, rows_of: Callable[[slice], np.ndarray]) -> Image.Image:
+    """A ``mode`` picture filled band by band with ``rows_of(rows)``."""
     canvas = Image.new(mode, (width, height))
     for rows in _bands(height, width):
         canvas.paste(Image.fromarray(rows_of(rows)), (0, rows.start))
+    return canvas
+
+
+def _write(path: str | os.PathLike, picture: Image.Image) -> Path:
+    """Write ``picture`` as PNG, atomically."""
     path = Path(path)
     with atomic_write(path) as f:
-        canvas.save(f, format="PNG", compress_level=_PNG_LEVEL)
+        picture.save(f, format="PNG", compress_level=_PNG_LEVEL)
     return path
+
+
+def png_bytes(picture: Image.Image) -> bytes:
+    """``picture`` encoded as the ``save_*`` functions write it (PNG, the same compression).
+
+    Examples
+    --------
+    >>> png_bytes(mask_picture(np.eye(2, dtype=bool)))[:4]
+    b'\\x89PNG'
+    """
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG", compress_level=_PNG_LEVEL)
+    return buffer.getvalue()
 
 
 def upright_view(array: np.ndarray, orientation: int = 1) -> np.ndarray:
@@ -301,14 +324,25 @@ def save_heatmap(path: str | os.PathLike, heatmap: np.ndarray, vmin: float = 0.0
     Path
         ``path``.
     """
+    return _write(path, heatmap_picture(heatmap, vmin, vmax, cmap, max_side, orientation))
+
+
+def heatmap_picture(heatmap: np.ndarray, vmin: float = 0.0, vmax: float = 1.0, cmap: str = "heat",
+                    max_side: int | None = None, orientation: int = 1) -> Image.Image:
+    """The picture :func:`save_heatmap` writes, as a Pillow image (e.g. for :func:`png_bytes`)."""
     heatmap = upright_view(downscale(heatmap, reduction(np.shape(heatmap), max_side)), orientation)
-    return _write(path, "RGB", *heatmap.shape[:2], lambda rows: colorize(heatmap[rows], vmin, vmax, cmap))
+    return _canvas("RGB", *heatmap.shape[:2], lambda rows: colorize(heatmap[rows], vmin, vmax, cmap))
 
 
 def save_mask(path: str | os.PathLike, mask: np.ndarray) -> Path:
     """Write a bool mask as a grey PNG (255 = spliced), always at full resolution."""
+    return _write(path, mask_picture(mask))
+
+
+def mask_picture(mask: np.ndarray) -> Image.Image:
+    """The picture :func:`save_mask` writes: grey, 255 = spliced, full resolution."""
     mask = np.asarray(mask, bool)
-    return _write(path, "L", *mask.shape, lambda rows: mask[rows].view(np.uint8) * np.uint8(255))
+    return _canvas("L", *mask.shape, lambda rows: mask[rows].view(np.uint8) * np.uint8(255))
 
 
 def save_overlay(path: str | os.PathLike, image: np.ndarray, heatmap: np.ndarray, mask: np.ndarray | None = None,
@@ -321,6 +355,13 @@ def save_overlay(path: str | os.PathLike, image: np.ndarray, heatmap: np.ndarray
     ``orientation`` (EXIF code) turns the picture upright for display
     (:func:`upright_view`); the default writes it as stored.
     """
+    return _write(path, overlay_picture(image, heatmap, mask, alpha, vmin, vmax, max_side, orientation))
+
+
+def overlay_picture(image: np.ndarray, heatmap: np.ndarray, mask: np.ndarray | None = None, alpha: float = 0.55,
+                    vmin: float = 0.0, vmax: float = 1.0, max_side: int | None = None,
+                    orientation: int = 1) -> Image.Image:
+    """The picture :func:`save_overlay` writes, as a Pillow image."""
     image, heatmap, mask = _check_overlay_inputs(image, heatmap, mask)
     factor = reduction(heatmap.shape, max_side)
     if factor > 1:
@@ -329,8 +370,8 @@ def save_overlay(path: str | os.PathLike, image: np.ndarray, heatmap: np.ndarray
     image, heatmap = upright_view(image, orientation), upright_view(heatmap, orientation)
     mask = None if mask is None else upright_view(mask, orientation)
     radius = _thickness(*heatmap.shape)
-    return _write(path, "RGB", *heatmap.shape,
-                  lambda rows: _overlay_rows(image, heatmap, mask, rows, alpha, vmin, vmax, radius))
+    return _canvas("RGB", *heatmap.shape,
+                   lambda rows: _overlay_rows(image, heatmap, mask, rows, alpha, vmin, vmax, radius))
 
 
 def save_png(array: np.ndarray, path: str | os.PathLike) -> Path:

@@ -137,3 +137,25 @@ def test_cli_ray_engine_without_ray_says_how_to_install(tiny_model_dir, photos, 
     monkeypatch.setitem(sys.modules, "ray", None)
     assert main(_argv(photos, tmp_path / "out", tiny_model_dir)) == 2
     assert "exifclip[ray]" in capsys.readouterr().err
+
+
+def test_cli_ray_engine_draws_the_local_engines_pictures(local_ray, tiny_model_dir, photos, tmp_path):
+    """Heatmap and overlay reduced by --max-side and turned upright, mask as stored: pixel for pixel."""
+    turned = tmp_path / "in" / "turned.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # the camera was held on its side
+    Image.open(photos[0]).convert("RGB").save(turned, exif=exif, quality=95)
+    inputs = [photos[1], str(turned)]
+    extra = ["--outputs", "heatmap,mask,overlay", "--max-side", "40"]
+    local, distributed = tmp_path / "local", tmp_path / "ray"
+    common = ["--model", str(tiny_model_dir), "--device", "cpu", "--stride", "8", *extra]
+    assert main(["localize", *inputs, "--out", str(local), *common]) == 0
+    assert main(["localize", *inputs, "--out", str(distributed), *common, "--engine", "ray"]) == 0
+    want = [json.loads(line) for line in (local / "results.jsonl").read_text().splitlines()]
+    got = [json.loads(line) for line in (distributed / "results.jsonl").read_text().splitlines()]
+    assert [r["file"] for r in got] == inputs
+    for w, g in zip(want, got):
+        for kind in ("heatmap", "mask", "overlay"):
+            a, b = np.asarray(Image.open(w[kind])), np.asarray(Image.open(g[f"{kind}_path"]))
+            np.testing.assert_array_equal(a, b, err_msg=f"{g['source']} {kind}")
+    assert np.asarray(Image.open(got[1]["heatmap_path"])).shape[:2] == (32, 27)  # 80 x 96 reduced 3x (27 x 32), turned

@@ -6,9 +6,9 @@ back, a shard at a time, into ``OUT/ray-results/part-*.parquet`` (each shard
 written whole, atomically). A run that is killed keeps its finished shards;
 ``--resume`` skips the images whose rows say ``ok`` under the same
 settings, and retries failed ones. At the end ``OUT/results.parquet`` and
-``OUT/results.jsonl`` hold one row per image given, in input order. Masks
-(and, asked for, heatmaps) are written by the actors into ``OUT``; overlays
-need the decoded photo on the driver and are not made by this engine.
+``OUT/results.jsonl`` hold one row per image given, in input order. The
+pictures ``--outputs`` asks for are written by the actors into ``OUT``, as
+the local engine draws them (``--max-side``, upright heatmap and overlay).
 
 Cheap to import: Ray and pyarrow are imported when the engine runs.
 """
@@ -130,15 +130,13 @@ def run_ray(args: argparse.Namespace, images: list[str], out: Path, settings: di
     parts.mkdir(exist_ok=True)
     done = _done(parts, settings) if args.resume else set()
     pending = list(dict.fromkeys(p for p in images if image_key(p, None) not in done))
-    pictures = tuple(k for k in ("mask", "heatmap") if k in args.outputs)
-    if "overlay" in args.outputs:
-        print("exifclip: warning: --engine ray writes masks and heatmaps; overlays are not made", file=sys.stderr)
+    pictures = tuple(k for k in ("mask", "heatmap", "overlay") if k in args.outputs)
     try:
         if pending:
             ds = ray.data.from_items([{"path": p} for p in pending])
             rows = localize_dataset(ds, output=str(out), pictures=pictures, num_workers=args.num_workers,
                                     gpus_per_worker=args.gpus_per_worker, images_per_batch=args.images_per_batch,
-                                    vmax=args.vmax, **_localizer_params(args))
+                                    vmax=args.vmax, max_side=args.max_side or None, **_localizer_params(args))
             _write_shards(rows, parts, settings, args.images_per_batch, atomic_write)
     except KeyboardInterrupt:
         raise CommandError(f"interrupted: the finished rows are in {parts}; rerun with --resume to finish", 130) \

@@ -14,8 +14,18 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-__all__ = ["STATE_FILE", "TrainLog", "json_default", "latest_checkpoint", "load_training_state", "model_card",
-           "resume_checkpoint", "save_checkpoint", "write_skipped_files"]
+__all__ = [
+    "STATE_FILE",
+    "TrainLog",
+    "check_resumed_data",
+    "json_default",
+    "latest_checkpoint",
+    "load_training_state",
+    "model_card",
+    "resume_checkpoint",
+    "save_checkpoint",
+    "write_skipped_files",
+]
 
 STATE_FILE = "training_state.pt"
 
@@ -130,3 +140,18 @@ class TrainLog:
         if self.path is not None:
             with open(self.path, "a") as fh:
                 fh.write(json.dumps(record, default=json_default) + "\n")
+
+
+def check_resumed_data(data: dict, checkpoint: Any, fingerprint: str, readers: list[int]) -> None:
+    """Warn when a resumed run cannot repeat the original: other photos (``data["fingerprint"]``), or a shard
+    stream read by other processes x workers (``data["readers"]``) than ``readers``."""
+    import warnings
+
+    if data.get("fingerprint") not in (None, fingerprint):
+        warnings.warn(f"resuming from {checkpoint}: the photos differ from those the checkpoint was trained on "
+                      "(files, texts or shards changed); the run will not repeat the original exactly", stacklevel=4)
+    saved = data.get("readers")
+    if saved is not None and list(saved) != list(readers):
+        warnings.warn(f"resuming from {checkpoint}: the shard stream was read by {saved[0]} process(es) x "
+                      f"{saved[1]} worker(s), now {readers[0]} x {readers[1]}; each reader skips what it would "
+                      "have read, so the photos seen will differ from the original run", stacklevel=4)

@@ -34,7 +34,11 @@ class TrainingConfig:
 
     Data
         ``images`` (directory or list of files), ``metadata`` (CSV/JSONL,
-        optional), ``min_tags`` (11: the paper kept photos with more than 10),
+        optional), or ``shards`` (WebDataset tar shards written by
+        ``exifclip shard``, streamed: :mod:`exifclip.training.shard_stream`;
+        ``shuffle_buffer`` photos per reader are held to shuffle them),
+        ``shuffle`` (``False``: photos in their listed order), ``min_tags``
+        (11: the paper kept photos with more than 10),
         ``tags`` (``"default"``, ``"all"`` or a list), ``text_style``,
         ``min_size``, ``cache_images``, ``num_workers`` (DataLoader
         processes), ``augment`` (``None``: off; ``True`` or a dict of
@@ -92,6 +96,14 @@ class TrainingConfig:
         "help": "a directory of photos (searched recursively) or image files", "nargs": "+"})
     metadata: str | None = field(default=None, metadata={
         "help": "CSV or JSONL mapping files to EXIF (read instead of the files' own EXIF)"})
+    shards: Any = field(default=None, metadata={
+        "help": "WebDataset tar shards of photos and EXIF (exifclip shard), streamed instead of --images: paths, "
+        "brace patterns (photos-{000..099}.tar), pipe:COMMAND or fsspec URLs (s3://...)", "nargs": "+"})
+    shuffle: bool = field(default=True, metadata={
+        "help": "photos in their listed order (a directory: as found; shards: as packed), not shuffled",
+        "flag": "--no-shuffle", "action": "store_false"})
+    shuffle_buffer: int = field(default=100, metadata={
+        "help": "with --shards: photos each reader holds (encoded) to shuffle the stream"})
     min_tags: int = field(default=11, metadata={"help": "skip photos with fewer EXIF tags in their text"})
     tags: Any = field(default="default", metadata={"help": "which tags the text holds", "choices": ["default", "all"]})
     text_style: str = field(default="default", metadata={
@@ -157,6 +169,10 @@ class TrainingConfig:
 
     def __post_init__(self):
         self.betas = tuple(float(b) for b in self.betas)
+        if isinstance(self.shards, (list, tuple)):
+            self.shards = [os.fspath(u) for u in self.shards]
+        elif isinstance(self.shards, os.PathLike):
+            self.shards = os.fspath(self.shards)
         if isinstance(self.images, os.PathLike):
             self.images = os.fspath(self.images)
         elif isinstance(self.images, (list, tuple)):
@@ -244,13 +260,32 @@ class TrainingConfig:
             if self.init is not None:
                 raise ValueError("front_end applies to a model trained from scratch (arch); a fine-tuned model "
                                  "keeps the front-end it was trained with")
-        if need_data and self.images is None and self.metadata is None:
-            raise ValueError("give images (a directory or list of files) and/or a metadata file")
+        if need_data and self.images is None and self.metadata is None and self.shards is None:
+            raise ValueError("give images (a directory or list of files) and/or a metadata file, or shards")
+        self._validate_shards()
         if self.resume not in (False, True, None) and not isinstance(self.resume, str):
             raise ValueError(f"resume must be False, True or a checkpoint directory, got {self.resume!r}")
         if self.resume is True and self.out_dir is None:
             raise ValueError("resume=True needs out_dir (where the checkpoints are)")
         return self
+
+    def _validate_shards(self) -> None:
+        value = self.shuffle_buffer
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"shuffle_buffer must be an integer >= 0, got {value!r}")
+        if not self.shuffle and self.batch_sampling != "random":
+            raise ValueError(f"shuffle=False lists photos in order; batch_sampling {self.batch_sampling!r} draws them "
+                             "by camera (use batch_sampling='random')")
+        if self.shards is None:
+            return
+        if self.images is not None or self.metadata is not None:
+            raise ValueError("give shards or images/metadata, not both")
+        if self.cache_images:
+            raise ValueError("cache_images keeps a directory's photos in memory; a shard stream reads each once "
+                             "per epoch (leave it off with shards)")
+        if self.batch_sampling != "random":
+            raise ValueError(f"batch_sampling {self.batch_sampling!r} needs every photo's camera before the first "
+                             "step; a shard stream has them one at a time (use batch_sampling='random', or images)")
 
     def _validate_objective(self) -> None:
         if self.targets not in TARGET_MODES:

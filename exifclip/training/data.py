@@ -55,6 +55,7 @@ __all__ = [
     "find_images",
     "read_metadata",
     "count_tags",
+    "scan_photo",
 ]
 
 _FILE_KEYS = ("file", "path", "image", "filename")
@@ -221,8 +222,22 @@ class ExifRecord:
     width: int
 
 
-def _scan_one(item: tuple, tags: Any, style: str, min_tags: int, min_size: int):
-    """-> (ExifRecord, None) or (None, (name, reason, detail))."""
+def scan_photo(item: tuple, tags: Any, style: str, min_tags: int, min_size: int):
+    """Whether one photo is kept, and its record: the rules of "Which photos are kept" (training guide).
+
+    Parameters
+    ----------
+    item : (source, exif, text)
+        A path or encoded bytes, and its EXIF dict or ready text (both
+        ``None``: the EXIF is read from the image).
+    tags, style, min_tags, min_size
+        As :class:`ExifPatchDataset`'s ``tags``, ``text_style``,
+        ``min_tags``, ``min_size``.
+
+    Returns
+    -------
+    (ExifRecord, None) or (None, (name, reason, detail))
+    """
     source, exif, text = item
     name = source_name(source)
     try:
@@ -256,7 +271,7 @@ class PatchSample(NamedTuple):
     message or ``None``), ``patch2`` (a second patch of the photo with
     ``patch_pairs``, else ``None``) and ``label_text`` (the full text before
     tag dropout and shuffling, which the loss's targets compare; ``None``:
-    ``text``)."""
+    ``text``) and ``name`` (the photo's name, for errors and reports)."""
 
     patch: np.ndarray | None
     text: str
@@ -264,6 +279,7 @@ class PatchSample(NamedTuple):
     error: str | None = None
     patch2: np.ndarray | None = None
     label_text: str | None = None
+    name: str | None = None
 
 
 class ExifPatchDataset:
@@ -356,7 +372,7 @@ class ExifPatchDataset:
             self.records, self.skipped_files = [], []
             workers = max(1, min(int(scan_workers), len(items) // 16 + 1))
             def scan(it):
-                return _scan_one(it, tags, text_style, self.min_tags, self.min_size)
+                return scan_photo(it, tags, text_style, self.min_tags, self.min_size)
             # Malformed EXIF warns; what could be read is kept. The filter is set here, in this thread:
             # catch_warnings is not thread-safe, so the workers must not touch it.
             with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=workers) as pool:
@@ -424,21 +440,31 @@ class ExifPatchDataset:
         try:
             image = self.image(index)
         except (ImageLoadError, OSError, ValueError) as exc:
-            return PatchSample(None, record.text, index, str(exc))
+            return PatchSample(None, record.text, index, str(exc), name=source_name(record.source))
+        return self.example(image, record.text, index, epoch, source_name(record.source))
+
+    def example(self, image: np.ndarray, text: str, index: int, epoch: int = 0,
+                name: str = "<image>") -> PatchSample:
+        """The example of a decoded photo with EXIF text ``text``, drawn as record ``index`` of ``epoch``.
+
+        What :meth:`sample` gives for a record; photos that are not records
+        (streamed from shards) go through it too, so both give the same
+        patches for the same photo, text, index and epoch. ``name`` names the
+        photo in errors and in the sample.
+        """
         p = self.patch_size
         h, w = image.shape[:2]
         if min(h, w) < p:  # the header lied
-            return PatchSample(None, record.text, index, f"{source_name(record.source)}: {w}x{h} is smaller "
-                                                         f"than one {p}x{p} patch")
+            return PatchSample(None, text, index, f"{name}: {w}x{h} is smaller than one {p}x{p} patch", name=name)
         rng = np.random.default_rng([self.seed, epoch, index])
         patch, suffix, how = self._patch(image, rng)
         patch2 = self._patch(image, rng, second=True, how=how)[0] if self.patch_pairs else None
-        text = record.text + suffix
-        shown = text
+        full = text + suffix
+        shown = full
         if self.tag_dropout > 0 or self.shuffle_tags:
-            shown = transform_text(text, np.random.default_rng([self.seed, epoch, index, 1]), self.tag_dropout,
+            shown = transform_text(full, np.random.default_rng([self.seed, epoch, index, 1]), self.tag_dropout,
                                    self.shuffle_tags)
-        return PatchSample(patch, shown, index, None, patch2, text)
+        return PatchSample(patch, shown, index, None, patch2, full, name)
 
     def _patch(self, image: np.ndarray, rng: np.random.Generator, second: bool = False,
                how: tuple | None = None) -> tuple[np.ndarray, str, tuple | None]:

@@ -27,7 +27,8 @@ class GlobalBatchSampler:
     """Which photos each rank embeds in each micro-batch; a pure function of the step.
 
     Epoch ``e`` is the permutation ``default_rng([seed, e, 1]).permutation(n)``
-    cut into ``n // batch_size`` global batches (the remainder is dropped);
+    (with ``shuffle=False``, the photos in order) cut into ``n // batch_size``
+    global batches (the remainder is dropped);
     step ``s`` uses batch ``s % per_epoch`` of epoch ``s // per_epoch``.
     Iterating yields, for each step from ``start_step`` and each of the
     ``accum_steps`` micro-batches, a list of ``(epoch, index)`` keys for
@@ -52,7 +53,7 @@ class GlobalBatchSampler:
 
     def __init__(self, n: int, batch_size: int, steps: int, seed: int = 0, world_size: int = 1, rank: int = 0,
                  accum_steps: int = 1, start_step: int = 0,
-                 batches: Callable[[int], Sequence[int]] | None = None):
+                 batches: Callable[[int], Sequence[int]] | None = None, shuffle: bool = True):
         if batch_size % (world_size * accum_steps):
             raise ValueError(f"batch_size {batch_size} must be divisible by world_size x accum_steps "
                              f"= {world_size} x {accum_steps}")
@@ -63,7 +64,7 @@ class GlobalBatchSampler:
         self.world_size, self.rank, self.accum_steps, self.start_step = world_size, rank, accum_steps, start_step
         self.micro = batch_size // (world_size * accum_steps)
         self.batches_per_epoch = n // batch_size
-        self.batches = batches
+        self.batches, self.shuffle = batches, shuffle
         self._perm: tuple[int, np.ndarray] | None = None
 
     def position(self, step: int) -> tuple[int, int]:
@@ -76,7 +77,9 @@ class GlobalBatchSampler:
             return [(step, int(i)) for i in self.batches(step)]
         epoch, b = self.position(step)
         if self._perm is None or self._perm[0] != epoch:
-            self._perm = (epoch, np.random.default_rng([self.seed, epoch, 1]).permutation(self.n))
+            order = np.random.default_rng([self.seed, epoch, 1]).permutation(self.n) if self.shuffle \
+                else np.arange(self.n)
+            self._perm = (epoch, order)
         idx = self._perm[1][b * self.batch_size:(b + 1) * self.batch_size]
         return [(epoch, int(i)) for i in idx]
 

@@ -28,11 +28,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..io import source_name
 from ..modeling.loss import ClipLoss, concat_labels
 from .batchnorm import revert_sync_batchnorm, running_stats_kept, set_train_mode, sync_batchnorm
 from .checkpoints import (
     TrainLog,
+    check_resumed_data,
     json_default,
     load_training_state,
     model_card,
@@ -46,6 +46,7 @@ from .data import ExifPatchDataset
 from .distributed import DistContext, GlobalBatchSampler, setup_distributed
 from .microbatch import Embedded, TrainModule, collate_samples, embed_micro_batch
 from .sampling import CameraBatches
+from .shard_stream import ShardCorpus, ShardReading
 
 __all__ = ["TrainResult", "lr_factor", "train"]
 
@@ -212,8 +213,8 @@ class _Run:
     model: nn.Module  # the model itself
     module: nn.Module  # what runs the forward pass: TrainModule, under DDP when there are several ranks
     loss_fn: ClipLoss
-    dataset: ExifPatchDataset
-    sampler: GlobalBatchSampler
+    dataset: ExifPatchDataset | ShardCorpus
+    sampler: GlobalBatchSampler | ShardCorpus
     optimizer: torch.optim.Optimizer
     scheduler: Any
     batches: Iterator[dict]
@@ -229,7 +230,7 @@ class _Run:
     saved_step: int = 0
     history: list[dict] = field(default_factory=list)
     evals: list[dict] = field(default_factory=list)
-    failed_files: dict[int, str] = field(default_factory=dict)
+    failed_files: dict[int, tuple[str, str]] = field(default_factory=dict)  # index -> (error, name)
     run_patches: int = 0
     run_time: float = 0.0
     t_start: float = 0.0
@@ -246,13 +247,12 @@ def _prepare(config: TrainingConfig, model, dataset, eval_hook, ctx: DistContext
     model, dataset, patch_size = _model_and_data(config, model, dataset, checkpoint, ctx)
 
     start = int(state["step"]) if state is not None else 0
-    sampler = GlobalBatchSampler(len(dataset), config.batch_size, config.steps, config.seed, ctx.world, ctx.rank,
-                                 config.accum_steps, start_step=start, batches=_camera_batches(config, dataset))
+    streamed = isinstance(dataset, ShardCorpus)
+    sampler = dataset if streamed else GlobalBatchSampler(  # a stream knows no epochs of the whole corpus
+        len(dataset), config.batch_size, config.steps, config.seed, ctx.world, ctx.rank, config.accum_steps,
+        start_step=start, batches=_camera_batches(config, dataset), shuffle=config.shuffle)
     if state is not None:
-        data = state.get("data", {})
-        if data.get("fingerprint") not in (None, dataset.fingerprint()):
-            warnings.warn(f"resuming from {checkpoint}: the photos differ from those the checkpoint was trained on "
-                          "(files or texts changed); the run will not repeat the original exactly", stacklevel=3)
+        check_resumed_data(state.get("data", {}), checkpoint, dataset.fingerprint(), [ctx.world, config.num_workers])
 
     # One memory format whatever the model came from (load_model gives channels_last, create_model does not):
     # the kernels, and so the last bits of every step, must not depend on it, or resuming would not be exact.
@@ -272,9 +272,17 @@ def _prepare(config: TrainingConfig, model, dataset, eval_hook, ctx: DistContext
         losses = [float(x) for x in state.get("losses", [])][:start]
 
     module = _wrap_for_ranks(model, ctx)
-    collate = functools.partial(collate_samples, labels=config.targets != "diagonal")
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
-                                         num_workers=config.num_workers, pin_memory=ctx.device.type == "cuda")
+    labels = config.targets != "diagonal"
+    if streamed:
+        loader = dataset.loader(_build_dataset(config, patch_size, None), batch_size=config.batch_size,
+                                accum_steps=config.accum_steps, rank=ctx.rank, world=ctx.world,
+                                num_workers=config.num_workers, shuffle=config.shuffle,
+                                shuffle_buffer=config.shuffle_buffer, labels=labels, start_step=start,
+                                pin_memory=ctx.device.type == "cuda")
+    else:
+        loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler,
+                                             collate_fn=functools.partial(collate_samples, labels=labels),
+                                             num_workers=config.num_workers, pin_memory=ctx.device.type == "cuda")
     log = _open_log(config, out_dir, start, model, dataset, patch_size, ctx)
     bar = None
     if config.progress and ctx.main:
@@ -291,7 +299,7 @@ def _prepare(config: TrainingConfig, model, dataset, eval_hook, ctx: DistContext
 
 
 def _model_and_data(config: TrainingConfig, model, dataset, checkpoint: Path | None,
-                    ctx: DistContext) -> tuple[nn.Module, ExifPatchDataset, int]:
+                    ctx: DistContext) -> tuple[nn.Module, ExifPatchDataset | ShardCorpus, int]:
     """The model (from the checkpoint, ``init``, the caller, or ``arch`` once the corpus is read), the
     dataset at the model's patch size, and that patch size."""
     from ..modeling.factory import get_architecture_config
@@ -308,25 +316,30 @@ def _model_and_data(config: TrainingConfig, model, dataset, checkpoint: Path | N
     else:
         patch_size = int(config.patch_size or get_architecture_config(config.arch).patch_size)
 
-    if dataset is None:
+    if dataset is None and config.shards is not None:
+        dataset = ShardCorpus(config.shards, ShardReading(config.tags, config.text_style, config.min_tags,
+                                                           config.min_size or patch_size))
+    elif dataset is None:
         dataset = _build_dataset(config, patch_size, ctx)
     else:
         dataset = dataset.with_settings(patch_size=patch_size, seed=config.seed, **_text_and_pair_settings(config))
     if model is None:  # from scratch: the vocabulary is learnt from the corpus
-        model = _model_from_arch(config, dataset.texts, ctx)
+        model = _model_from_arch(config, dataset, ctx)
     model.config.patch_size = patch_size
     return model, dataset, patch_size
 
 
-def _build_dataset(config: TrainingConfig, patch_size: int, ctx: DistContext) -> ExifPatchDataset:
-    payload = None
-    if ctx.main:
+def _build_dataset(config: TrainingConfig, patch_size: int, ctx: DistContext | None) -> ExifPatchDataset:
+    """The photos of ``config``, read on rank 0 and shared with the others; ``ctx`` None: none, only the
+    settings that cut a streamed photo's patches as a photo of the folder's."""
+    payload = ([], []) if ctx is None else None
+    if ctx is not None and ctx.main:
         ds = ExifPatchDataset(config.images, metadata=config.metadata, patch_size=patch_size,
                               min_tags=config.min_tags, tags=config.tags, text_style=config.text_style,
                               min_size=config.min_size, cache_images=config.cache_images, augment=config.augment,
                               seed=config.seed, **_text_and_pair_settings(config))
         payload = (ds.records, ds.skipped_files)
-    records, skipped = ctx.broadcast(payload)
+    records, skipped = payload if ctx is None else ctx.broadcast(payload)
     return ExifPatchDataset(records=records, skipped_files=skipped, patch_size=patch_size, min_tags=config.min_tags,
                             tags=config.tags, text_style=config.text_style, min_size=config.min_size,
                             cache_images=config.cache_images, augment=config.augment, seed=config.seed,
@@ -346,14 +359,14 @@ def _camera_batches(config: TrainingConfig, dataset: ExifPatchDataset) -> Camera
                          per_camera=per_camera)
 
 
-def _model_from_arch(config: TrainingConfig, texts: list[str], ctx: DistContext):
+def _model_from_arch(config: TrainingConfig, dataset: ExifPatchDataset | ShardCorpus, ctx: DistContext):
     from ..modeling.factory import create_model, get_architecture_config
     from ..modeling.tokenization import build_exif_tokenizer
 
     tokenizer = None
     if ctx.main:
         max_len = get_architecture_config(config.arch).max_text_length
-        corpus = list(texts) + augmentation_phrases(AugmentConfig.coerce(config.augment))
+        corpus = list(dataset.texts) + augmentation_phrases(AugmentConfig.coerce(config.augment))
         tokenizer = build_exif_tokenizer(corpus, vocab_size=config.vocab_size, model_max_length=max_len)
     tokenizer = ctx.broadcast(tokenizer)
     overrides = {} if config.front_end is None else {"vision_front_end": config.front_end}
@@ -374,7 +387,7 @@ def _wrap_for_ranks(model: nn.Module, ctx: DistContext) -> nn.Module:
 
 
 def _open_log(config: TrainingConfig, out_dir: Path | None, start: int, model: nn.Module,
-              dataset: ExifPatchDataset, patch_size: int, ctx: DistContext) -> TrainLog:
+              dataset: ExifPatchDataset | ShardCorpus, patch_size: int, ctx: DistContext) -> TrainLog:
     """The run's log (rank 0 with ``out_dir`` only), opened with its start record; also writes the config."""
     log = TrainLog(out_dir / "train_log.jsonl" if out_dir is not None and ctx.main else None, start)
     if out_dir is not None and ctx.main:
@@ -411,7 +424,7 @@ def _step(run: _Run) -> dict:
     if run.step > run.start + 1 or config.steps - run.start == 1:  # the first step (warm-up) is not timed
         run.run_patches += n_valid
         run.run_time += dt
-    epoch, _ = run.sampler.position(run.step - 1)
+    epoch = micro[-1]["epoch"] if "epoch" in micro[-1] else run.sampler.position(run.step - 1)[0]
     return {"step": run.step, "epoch": epoch, "loss": loss_value, "lr": lr,
             "logit_scale": float(run.model.get_logit_scale().detach()), "grad_norm": grad_norm,
             "patches": n_valid, "patches_per_s": n_valid / dt if dt > 0 else None, "time_s": dt}
@@ -419,9 +432,11 @@ def _step(run: _Run) -> dict:
 
 def _note_failures(run: _Run, micro: list[dict]) -> None:
     for batch in micro:
-        for index, error in batch["failures"]:
+        if "skipped" in batch:  # a shard stream names the photos it leaves out as it meets them
+            run.dataset.note_skipped(batch["skipped"])
+        for index, error, name in batch["failures"]:
             if index not in run.failed_files:
-                run.failed_files[index] = error
+                run.failed_files[index] = (error, name)
                 warnings.warn(f"skipped a photo that could not be decoded: {error}", stacklevel=4)
                 run.log.write({"event": "decode_failed", "step": run.step + 1, "error": error})
 
@@ -493,8 +508,11 @@ def _report(run: _Run, record: dict) -> None:
 
 def _save(run: _Run) -> Path:
     epoch, batch = run.sampler.position(run.step)
-    state = {"data": {"epoch": epoch, "batch_in_epoch": batch, "n_photos": len(run.dataset),
-                      "fingerprint": run.dataset.fingerprint(), "global_batch": run.config.batch_size},
+    data = {"epoch": epoch, "batch_in_epoch": batch, "n_photos": len(run.dataset),
+            "fingerprint": run.dataset.fingerprint(), "global_batch": run.config.batch_size}
+    if isinstance(run.dataset, ShardCorpus):
+        data["readers"] = [run.ctx.world, run.config.num_workers]
+    state = {"data": data,
              "losses": torch.tensor(run.losses, dtype=torch.float64), "world_size": run.ctx.world,
              "config": json.dumps(run.config.to_dict(), default=json_default)}
     return save_checkpoint(run.out_dir, run.step, run.model, run.optimizer, run.scheduler, state,
@@ -570,8 +588,9 @@ def _data_report(run: _Run) -> tuple[dict, list]:
     if failed:
         summary["skipped"]["decode_failed"] = len(failed)
         summary["skipped_total"] += len(failed)
-        summary["images"] -= len(failed)
+        if summary["images"] is not None:
+            summary["images"] -= len(failed)
     skipped_files = list(dataset.skipped_files) + [
-        (source_name(dataset.records[i].source), "decode_failed", error) for i, error in sorted(failed.items())]
+        (name, "decode_failed", error) for _, (error, name) in sorted(failed.items())]
     return summary, skipped_files
 

@@ -26,15 +26,15 @@ __all__ = ["Embedded", "TrainModule", "collate_samples", "embed_micro_batch"]
 
 def collate_samples(samples: list, labels: bool = False) -> dict:
     """A DataLoader batch: ``patches`` (M', P, P, 3) uint8 of the samples that decoded (``None`` if none
-    did), their ``texts``, ``valid`` (M,) bool, ``failures`` [(index, error)], ``patches2`` (the second
-    patches, or ``None``) and, with ``labels``, ``labels`` (M, 1 + K) int64 of every sample (-1 rows for
+    did), their ``texts``, ``valid`` (M,) bool, ``failures`` [(index, error, name)], ``patches2`` (the
+    second patches, or ``None``) and, with ``labels``, ``labels`` (M, 1 + K) int64 of every sample (-1 rows for
     those that failed)."""
     ok = [s for s in samples if s.patch is not None]
     valid = torch.tensor([s.patch is not None for s in samples], dtype=torch.bool)
     patches = torch.from_numpy(np.stack([s.patch for s in ok])) if ok else None
     pairs = bool(ok) and ok[0].patch2 is not None
     out = {"patches": patches, "texts": [s.text for s in ok], "valid": valid,
-           "failures": [(s.index, s.error) for s in samples if s.patch is None],
+           "failures": [(s.index, s.error, s.name) for s in samples if s.patch is None],
            "patches2": torch.from_numpy(np.stack([s.patch2 for s in ok])) if pairs else None}
     if labels:
         label_texts = [None if s.patch is None else (s.label_text or s.text) for s in samples]

@@ -28,7 +28,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["PatchGrid", "iter_patch_batches", "make_grid", "patch_view", "prefetch"]
+__all__ = ["PatchGrid", "context_view", "iter_patch_batches", "make_grid", "model_view", "patch_view", "prefetch"]
 
 
 @dataclass(frozen=True)
@@ -156,6 +156,46 @@ def patch_view(image: np.ndarray, grid: PatchGrid) -> np.ndarray:
     # sliding_window_view puts the window axes last: (rows, cols, C, P, P).
     windows = windows[: (grid.n_rows - 1) * s + 1 : s, : (grid.n_cols - 1) * s + 1 : s]
     return windows.transpose(0, 1, 3, 4, 2)
+
+
+def context_view(image: np.ndarray, grid: PatchGrid, context: int, fill: Sequence[int] = (0, 0, 0)) -> np.ndarray:
+    """Each patch of ``grid`` with ``context`` pixels of the photo around it: ``(rows, cols, S, S, C)``.
+
+    ``S = patch_size + 2 * context``; beyond the photo's edge the view holds
+    ``fill`` (a model's mean colour: zero once normalised, as the network's
+    own padding). ``context=0`` is :func:`patch_view`. The view reads a
+    padded copy of ``image``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.arange(6 * 7 * 3, dtype=np.uint8).reshape(6, 7, 3)
+    >>> g = make_grid(img.shape, patch_size=4, stride=2)
+    >>> v = context_view(img, g, 1)
+    >>> v.shape, bool((v[0, 0, 1:, 1:] == img[0:5, 0:5]).all()), v[0, 0, 0, 0].tolist()
+    ((2, 2, 6, 6, 3), True, [0, 0, 0])
+    """
+    if not context:
+        return patch_view(image, grid)
+    if image.shape[0] != grid.height or image.shape[1] != grid.width:
+        raise ValueError(f"grid is for {grid.height}x{grid.width} images, got {image.shape[:2]}")
+    c = int(context)
+    padded = np.empty((grid.height + 2 * c, grid.width + 2 * c, image.shape[2]), image.dtype)
+    padded[...] = np.asarray(fill, image.dtype)
+    padded[c:c + grid.height, c:c + grid.width] = image
+    wider = PatchGrid(padded.shape[0], padded.shape[1], grid.patch_size + 2 * c, grid.stride, grid.n_rows,
+                      grid.n_cols)
+    return patch_view(padded, wider)
+
+
+def model_view(model, image: np.ndarray, grid: PatchGrid) -> np.ndarray:
+    """The patches of ``grid`` as ``model`` reads them: with its ``config.patch_context`` around each
+    (:func:`context_view`, padded with its mean colour), or the patches alone."""
+    config = model.config
+    context = int(getattr(config, "patch_context", 0) or 0)
+    if not context:
+        return patch_view(image, grid)
+    return context_view(image, grid, context, [round(255 * m) for m in config.image_mean])
 
 
 def iter_patch_batches(

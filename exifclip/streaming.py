@@ -26,7 +26,7 @@ from .batch import ITEM_ERRORS, BatchErrors
 from .io import ImageLoadError, load_image, source_name
 from .modeling.dense import DEFAULT_MARGIN, DEFAULT_TILE, dense_patch_embeddings
 from .modeling.embedding import CPU_FORWARD_CHUNK, PatchEmbeddings, forward_patches
-from .patches import make_grid, patch_view, prefetch
+from .patches import make_grid, model_view, prefetch
 
 __all__ = ["DECODE_AHEAD_ON_CPU", "Lookup", "iter_embed_patches"]
 
@@ -72,8 +72,8 @@ def _decode_all(sources: Iterable, patch_size: int, num_per_dim: int, stride: in
 class _Queue:
     """Patches waiting for a batch, from several images, and the images waiting for their turn."""
 
-    def __init__(self, dim: int):
-        self.dim = dim
+    def __init__(self, dim: int, model: Any):
+        self.dim, self.model = dim, model  # the model says how its patches are cut (model_view)
         self.waiting: deque[list] = deque()  # [index, view, patch indices still to batch]
         self.n_waiting = 0
         self.open: dict[int, list] = {}  # index -> [source, grid, out, patches not yet embedded]
@@ -95,7 +95,7 @@ class _Queue:
     def add(self, d: _Decoded) -> None:
         grid = d.grid
         self.open[d.index] = [d.source, grid, np.empty((grid.n_patches, self.dim), np.float32), grid.n_patches]
-        self.waiting.append([d.index, patch_view(d.image, grid), np.arange(grid.n_patches)])
+        self.waiting.append([d.index, model_view(self.model, d.image, grid), np.arange(grid.n_patches)])
         self.n_waiting += grid.n_patches
 
     def take(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -209,7 +209,7 @@ def iter_embed_patches(
     decoded = _decode_all(sources, patch_size, num_per_dim, stride, load_options, lookup)
     if device.type != "cpu" or DECODE_AHEAD_ON_CPU:
         decoded = prefetch(decoded)
-    queue = _Queue(int(model.config.embed_dim))
+    queue = _Queue(int(model.config.embed_dim), model)
     bar = _progress_bar(progress, total)
     try:
         for d in decoded:

@@ -110,3 +110,45 @@ def test_cuda_embeddings_match_the_cpu_ones_under_autocast(tiny_model_dir, rng, 
     a, b = cpu.transform_patches([image])[0], gpu.transform_patches([image])[0]
     assert a.grid == b.grid
     assert np.median(np.sum(a.embeddings * b.embeddings, axis=1)) > 0.99  # bf16/fp16 autocast on the GPU
+
+
+# -- models trained on what fast mode computes: patch_context ------------------------------------
+
+def test_with_context_exact_mode_computes_what_fast_mode_does_where_the_context_is_the_photo(rng, tmp_path):
+    """A 128-px photo, 64-px patches every 32 px, 32 px of context: the central patch's context view is the
+    whole photo, so its exact embedding is fast mode's to float rounding; without context the two differ."""
+    image = rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    for context in (32, 0):
+        folder = tmp_path / f"context{context}"
+        make_tiny_model(patch_context=context).save_pretrained(folder)
+        embedder = ExifPatchEmbedder(model=str(folder), device="cpu", patch_size=64, stride=32)
+        exact = embedder.fit().transform_patches([image])[0].embeddings
+        fast = embedder.set_params(mode="fast").fit().transform_patches([image])[0].embeddings
+        central = 1 * 3 + 1  # row 1, column 1 of the 3 x 3 grid
+        if context:
+            np.testing.assert_allclose(exact[central], fast[central], atol=1e-5)
+            gap = float(np.abs(exact[central] - fast[central]).max())
+        else:
+            assert float(np.abs(exact[central] - fast[central]).max()) > 100 * max(gap, 1e-6)
+
+
+def test_patch_context_is_checked_saved_and_trained(rng, tmp_path):
+    from exifclip.modeling.hub import load_model
+    from exifclip.training import TrainingConfig, train
+    from tests.test_training import write_photos
+
+    with pytest.raises(ValueError, match="multiple of the feature stride \\(32 px\\)"):
+        make_tiny_model(patch_context=20)
+    model = make_tiny_model(patch_context=32)
+    assert model.config.input_size == 32 + 64
+    x = torch.randn(2, 3, 96, 96)
+    assert model.get_image_features(x).shape == (2, 16)
+    photos = write_photos(tmp_path / "photos", 8, size=(120, 130))
+    result = train(TrainingConfig(images=[str(p) for p in photos], arch="small", patch_context=32, patch_size=32,
+                                  steps=2, batch_size=4, min_tags=5, device="cpu", progress=False,
+                                  out_dir=str(tmp_path / "run")))
+    assert np.isfinite(result.losses).all()
+    reloaded = load_model(tmp_path / "run", use_cache=False)
+    assert (reloaded.config.patch_context, reloaded.config.patch_size, reloaded.config.input_size) == (32, 32, 96)
+    with pytest.raises(ValueError, match="patch_context applies to a model trained from scratch"):
+        TrainingConfig(images="x", init="m", patch_context=32).validate()

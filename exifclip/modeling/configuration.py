@@ -55,6 +55,13 @@ class ExifClipConfig(PretrainedConfig):
         colours, fixed high-pass residuals, both, or a learned constrained
         high-pass convolution (:mod:`exifclip.modeling.front_end`). The
         ResNet's ``num_channels`` is set to match.
+    patch_context : int, default=0
+        Pixels of the photo read around each patch on every side, a
+        multiple of :attr:`feature_stride`: the tower sees a
+        ``patch_size + 2 * patch_context`` square and the embedding averages
+        its final feature map over the patch's own cells only. What fast mode
+        computes (:mod:`exifclip.modeling.dense`) is then what the model was
+        trained on; 0: the patch alone, padded by the network.
 
     Examples
     --------
@@ -84,6 +91,7 @@ class ExifClipConfig(PretrainedConfig):
         max_text_length: int = 256,
         architecture: str | None = None,
         vision_front_end: str = "rgb",
+        patch_context: int = 0,
         **kwargs: Any,
     ):
         if isinstance(vision_config, dict):
@@ -109,12 +117,28 @@ class ExifClipConfig(PretrainedConfig):
         self.architecture = architecture
         self.vision_front_end = vision_front_end
         self.vision_config.num_channels = front_end_channels(vision_front_end)
+        self.patch_context = int(patch_context)
+        if self.patch_context < 0 or self.patch_context % self.feature_stride or (
+                self.patch_context and self.patch_size % self.feature_stride):
+            raise ValueError(f"patch_context must be a multiple of the feature stride ({self.feature_stride} px), "
+                             f"and with context the patch size too; got {self.patch_context} and {self.patch_size}")
         super().__init__(**kwargs)
         if self.image_embed_dim != self.text_embed_dim:
             raise ValueError(
                 f"image embeddings ({self.image_embed_dim}-d) and text embeddings ({self.text_embed_dim}-d) "
                 "must have the same size: set image_projection_dim and/or text_projection_dim"
             )
+
+    @property
+    def feature_stride(self) -> int:
+        """Pixels per cell of the image tower's final feature map (32 for the ResNets here)."""
+        first = 2 if getattr(self.vision_config, "downsample_in_first_stage", False) else 1
+        return 4 * first * 2 ** (len(self.vision_config.depths) - 1)  # stem conv and max pool: 4; later stages: 2
+
+    @property
+    def input_size(self) -> int:
+        """Side of the square the image tower sees per patch: ``patch_size + 2 * patch_context``."""
+        return self.patch_size + 2 * self.patch_context
 
     @property
     def image_embed_dim(self) -> int:

@@ -44,9 +44,7 @@ def feature_stride(model: Any) -> int:
     >>> feature_stride(create_model("small", seed=0))
     32
     """
-    vision = model.config.vision_config
-    first = 2 if getattr(vision, "downsample_in_first_stage", False) else 1
-    return 4 * first * 2 ** (len(vision.depths) - 1)  # stem conv and max pool: 4; each later stage: 2
+    return model.config.feature_stride
 
 
 def _round_up(value: int, step: int) -> int:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from .._device import autocast
 from ..batch import ITEM_ERRORS, BatchErrors
 from ..io import ImageLoadError, load_image, source_name
-from ..patches import PatchGrid, iter_patch_batches, make_grid, patch_view, prefetch
+from ..patches import PatchGrid, iter_patch_batches, make_grid, model_view, prefetch
 from .dense import DEFAULT_MARGIN, DEFAULT_TILE, dense_patch_embeddings
 from .model import ExifClipModel, patches_to_pixel_values
 
@@ -175,11 +175,12 @@ def embed_patches(
                 failed.append((i, exc))
                 if bar is not None:
                     bar.update(1)
-                yield np.empty((0, 0, patch_size, patch_size, 3), np.uint8)  # keeps the index
+                side = patch_size + 2 * model.config.patch_context
+                yield np.empty((0, 0, side, side, 3), np.uint8)  # keeps the index
                 continue
             grids[i] = grid
             outputs[i] = np.empty((grid.n_patches, model.config.embed_dim), np.float32)
-            yield patch_view(image, grid)
+            yield model_view(model, image, grid)
 
     remaining: dict[int, int] = {}
     chunk = CPU_FORWARD_CHUNK if device.type == "cpu" else None

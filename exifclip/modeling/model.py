@@ -112,13 +112,20 @@ class ExifClipModel(PreTrainedModel):
     def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Unnormalised patch embeddings, ``(batch, embed_dim)``.
 
-        ``pixel_values`` are normalised float patches ``(batch, 3, P, P)``;
+        ``pixel_values`` are normalised float patches ``(batch, 3, S, S)``,
+        ``S`` = ``config.input_size`` (the patch and its ``patch_context``);
         see :func:`patches_to_pixel_values`. They pass through the
         configured forensic front-end (:mod:`exifclip.modeling.front_end`)
         before the ResNet.
         """
-        pooled = self.vision_model(pixel_values=self.front_end(pixel_values)).pooler_output
-        return self.image_projection(pooled.flatten(1))
+        context = self.config.patch_context
+        if not context:
+            pooled = self.vision_model(pixel_values=self.front_end(pixel_values)).pooler_output.flatten(1)
+        else:  # the patch's own cells of a view with context around it
+            cells = context // self.config.feature_stride
+            hidden = self.vision_model(pixel_values=self.front_end(pixel_values)).last_hidden_state
+            pooled = hidden[:, :, cells:hidden.shape[2] - cells, cells:hidden.shape[3] - cells].mean((2, 3))
+        return self.image_projection(pooled)
 
     def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Unnormalised EXIF-text embeddings, ``(batch, embed_dim)``."""

@@ -59,7 +59,8 @@ class TrainingConfig:
         Exactly one of ``arch`` (train from scratch: a WordPiece vocabulary
         of ``vocab_size`` is learnt from the corpus's texts; ``front_end``
         replaces the architecture's forensic front-end, see
-        :mod:`exifclip.modeling.front_end`) or ``init`` (fine-tune a model
+        :mod:`exifclip.modeling.front_end`; ``patch_context`` the pixels of
+        context around each patch, ``ExifClipConfig.patch_context``) or ``init`` (fine-tune a model
         name/directory/Hub id, keeping its tokenizer and front-end);
         ``revision``; ``patch_size`` (default: the model's).
     Optimisation
@@ -133,6 +134,9 @@ class TrainingConfig:
     front_end: str | None = field(default=None, metadata={
         "help": "with --arch: the image tower's forensic front-end (default: the architecture's)",
         "choices": list(FRONT_ENDS)})
+    patch_context: int | None = field(default=None, metadata={
+        "help": "with --arch: pixels of the photo around each training patch (a multiple of 32) that the tower sees "
+        "and pools out, as fast mode does (default: the architecture's, 0)"})
     init: str | None = field(default=None, metadata={
         "help": "fine-tune this model: packaged name, directory or Hub id", "exclusive": "model"})
     revision: str | None = field(default=None, metadata={"help": "Hub branch, tag or commit of --init"})
@@ -260,6 +264,13 @@ class TrainingConfig:
             if self.init is not None:
                 raise ValueError("front_end applies to a model trained from scratch (arch); a fine-tuned model "
                                  "keeps the front-end it was trained with")
+        if self.patch_context is not None:
+            if isinstance(self.patch_context, bool) or not isinstance(self.patch_context, (int, np.integer)) \
+                    or self.patch_context < 0:
+                raise ValueError(f"patch_context must be an integer >= 0, got {self.patch_context!r}")
+            if self.init is not None:
+                raise ValueError("patch_context applies to a model trained from scratch (arch); a fine-tuned model "
+                                 "keeps the context it was trained with")
         if need_data and self.images is None and self.metadata is None and self.shards is None:
             raise ValueError("give images (a directory or list of files) and/or a metadata file, or shards")
         self._validate_shards()

@@ -301,7 +301,7 @@ def _prepare(config: TrainingConfig, model, dataset, eval_hook, ctx: DistContext
 def _model_and_data(config: TrainingConfig, model, dataset, checkpoint: Path | None,
                     ctx: DistContext) -> tuple[nn.Module, ExifPatchDataset | ShardCorpus, int]:
     """The model (from the checkpoint, ``init``, the caller, or ``arch`` once the corpus is read), the
-    dataset at the model's patch size, and that patch size."""
+    dataset at the size of the model's input (its patch and context), and that size."""
     from ..modeling.factory import get_architecture_config
     from ..modeling.hub import load_model
 
@@ -316,17 +316,19 @@ def _model_and_data(config: TrainingConfig, model, dataset, checkpoint: Path | N
     else:
         patch_size = int(config.patch_size or get_architecture_config(config.arch).patch_size)
 
+    # Each example is what the tower sees per patch: the patch and its context (ExifClipConfig.patch_context).
+    crop = patch_size + 2 * int(model.config.patch_context if model is not None else config.patch_context or 0)
     if dataset is None and config.shards is not None:
         dataset = ShardCorpus(config.shards, ShardReading(config.tags, config.text_style, config.min_tags,
-                                                           config.min_size or patch_size))
+                                                           config.min_size or crop))
     elif dataset is None:
-        dataset = _build_dataset(config, patch_size, ctx)
+        dataset = _build_dataset(config, crop, ctx)
     else:
-        dataset = dataset.with_settings(patch_size=patch_size, seed=config.seed, **_text_and_pair_settings(config))
+        dataset = dataset.with_settings(patch_size=crop, seed=config.seed, **_text_and_pair_settings(config))
     if model is None:  # from scratch: the vocabulary is learnt from the corpus
         model = _model_from_arch(config, dataset, ctx)
     model.config.patch_size = patch_size
-    return model, dataset, patch_size
+    return model, dataset, crop
 
 
 def _build_dataset(config: TrainingConfig, patch_size: int, ctx: DistContext | None) -> ExifPatchDataset:
@@ -370,6 +372,8 @@ def _model_from_arch(config: TrainingConfig, dataset: ExifPatchDataset | ShardCo
         tokenizer = build_exif_tokenizer(corpus, vocab_size=config.vocab_size, model_max_length=max_len)
     tokenizer = ctx.broadcast(tokenizer)
     overrides = {} if config.front_end is None else {"vision_front_end": config.front_end}
+    if config.patch_context is not None:
+        overrides["patch_context"] = config.patch_context
     return create_model(config.arch, tokenizer=tokenizer, seed=config.seed, **overrides)
 
 
@@ -394,7 +398,7 @@ def _open_log(config: TrainingConfig, out_dir: Path | None, start: int, model: n
         out_dir.mkdir(parents=True, exist_ok=True)
         config.to_json(out_dir / "training_config.json")
     log.write({"event": "resume" if start else "start", "step": start, "world_size": ctx.world,
-               "device": str(ctx.device), "patch_size": patch_size, "dataset": dataset.summary(),
+               "device": str(ctx.device), "patch_size": model.config.patch_size, "dataset": dataset.summary(),
                "parameters": sum(p.numel() for p in model.parameters()), "config": config.to_dict()})
     return log
 
@@ -453,7 +457,7 @@ def _forward_backward(run: _Run, batch: dict) -> tuple[torch.Tensor, int]:
 
 
 def _encode(run: _Run, batch: dict) -> Embedded:
-    return embed_micro_batch(run.model, run.module, batch, run.ctx.device, run.patch_size, run.config.precision,
+    return embed_micro_batch(run.model, run.module, batch, run.ctx.device, run.config.precision,
                              pairs=run.config.patch_pairs)
 
 
@@ -572,8 +576,8 @@ def _finish(run: _Run) -> TrainResult:
         model.save_pretrained(out_dir)
         if skipped_files:
             write_skipped_files(out_dir / "skipped_files.csv", skipped_files)
-        card = {"dataset": summary, "step": run.step, "patch_size": run.patch_size, "world_size": run.ctx.world,
-                "final_loss": round(losses[-1], 4) if losses else None}
+        card = {"dataset": summary, "step": run.step, "patch_size": model.config.patch_size,
+                "world_size": run.ctx.world, "final_loss": round(losses[-1], 4) if losses else None}
         (out_dir / "README.md").write_text(model_card(run.config, card))
         run.log.write({"event": "end", "step": run.step, "final_loss": losses[-1] if losses else None,
                        "elapsed_s": elapsed, "patches_per_s": result.patches_per_s, "dataset": summary})

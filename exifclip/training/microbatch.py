@@ -76,8 +76,8 @@ def _rows(x: torch.Tensor, idx: torch.Tensor, m: int) -> torch.Tensor:
     return x.new_zeros(m, x.shape[1]).index_copy(0, idx, x)
 
 
-def embed_micro_batch(model: Any, module: nn.Module, batch: dict, device: torch.device, patch_size: int,
-                      precision: str, pairs: bool = False) -> Embedded:
+def embed_micro_batch(model: Any, module: nn.Module, batch: dict, device: torch.device, precision: str,
+                      pairs: bool = False) -> Embedded:
     """Embed one collated micro-batch with ``module`` (a :class:`TrainModule`, maybe under DDP).
 
     With ``pairs``, the first and second patches go through the image tower
@@ -92,7 +92,8 @@ def embed_micro_batch(model: Any, module: nn.Module, batch: dict, device: torch.
     m = valid.shape[0]
     labels = batch["labels"].to(device) if batch.get("labels") is not None else None
     if batch["patches"] is None:
-        patches, texts = torch.zeros(1, patch_size, patch_size, 3, dtype=torch.uint8), [""]
+        side = cfg.input_size
+        patches, texts = torch.zeros(1, side, side, 3, dtype=torch.uint8), [""]
     else:
         patches, texts = batch["patches"], batch["texts"]
         if pairs:

@@ -20,7 +20,8 @@ threads and a decoding thread: ``SpliceLocalizer().localize`` over the
 first ``--n-photos`` JPEGs of ``DIR`` (whole command work: decode, embed,
 post-process), exact and fast mode, with 2 torch threads decoding in turn,
 and with 1 or 2 torch threads while a thread decodes the next photos
-(``exifclip.streaming.DECODE_AHEAD_ON_CPU``).
+(``exifclip.streaming.DECODE_AHEAD_ON_CPU``); with ``--onnx``, also
+``runtime="onnxruntime"`` (2 threads).
 
 Usage::
 
@@ -31,6 +32,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import time
 
@@ -103,12 +105,11 @@ def measure(arch: str, repeats: int, compile_: bool, onnx: bool = False) -> list
             xc = x.contiguous(memory_format=torch.channels_last)
             row["channels_last_s"] = round(_best(lambda: _trunk(cl)(xc), repeats), 3)
             model = model.to(memory_format=torch.contiguous_format)
-            bf = model.to(torch.bfloat16)
+            bf = copy.deepcopy(model).to(torch.bfloat16)  # a copy: .to() converts in place, and back loses bits
             xb = x.to(torch.bfloat16)
             row["bf16_s"] = round(_best(lambda: _trunk(bf)(xb), repeats), 3)
             out = _trunk(bf)(xb).float()
             row["bf16_max_rel_diff"] = round(float((out - reference).abs().max() / reference.abs().max()), 4)
-            model = model.to(torch.float32)
         if compile_:
             compiled = torch.compile(_trunk(model))
             start = time.perf_counter()
@@ -124,25 +125,28 @@ def measure(arch: str, repeats: int, compile_: bool, onnx: bool = False) -> list
     return rows
 
 
-def thread_split(folder: str, n: int, model: str) -> list[dict]:
-    """Seconds to localise ``n`` photos with each split of the cores between embedding and decoding."""
+def thread_split(folder: str, n: int, model: str, runtimes: tuple[str, ...]) -> list[dict]:
+    """Seconds to localise ``n`` photos with each split of the cores between embedding and decoding, and with
+    each runtime of the image tower."""
     from pathlib import Path
 
     import exifclip.streaming as streaming
     from exifclip.splice import SpliceLocalizer
 
     files = sorted(str(p) for p in Path(folder).iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))[:n]
+    settings = [("torch", 2, False), ("torch", 1, True), ("torch", 2, True)]
+    settings += [(r, 2, False) for r in runtimes if r != "torch"]
     rows = []
     for mode in ("exact", "fast"):
-        localizer = SpliceLocalizer(model=model, device="cpu", mode=mode, errors="raise").fit()
-        localizer.localize(files[:1])  # warm-up: model load, kernel selection
-        for threads, ahead in ((2, False), (1, True), (2, True)):
+        for runtime, threads, ahead in settings:
             torch.set_num_threads(threads)
             streaming.DECODE_AHEAD_ON_CPU = ahead
+            localizer = SpliceLocalizer(model=model, device="cpu", mode=mode, runtime=runtime, errors="raise").fit()
+            localizer.localize(files[:1])  # warm-up: model load, kernel selection
             start = time.perf_counter()
             for _ in localizer.iter_localize(files):
                 pass
-            row = {"model": model, "mode": mode, "photos": len(files), "torch_threads": threads,
+            row = {"model": model, "mode": mode, "runtime": runtime, "photos": len(files), "torch_threads": threads,
                    "decode_ahead": ahead, "seconds": round(time.perf_counter() - start, 2)}
             print(json.dumps(row), flush=True)
             rows.append(row)
@@ -165,7 +169,7 @@ def main() -> None:
     for arch in args.archs:
         measure(arch, args.repeats, args.compile, args.onnx)
     if args.photos:
-        thread_split(args.photos, args.n_photos, args.model)
+        thread_split(args.photos, args.n_photos, args.model, ("torch", "onnxruntime") if args.onnx else ("torch",))
 
 
 if __name__ == "__main__":

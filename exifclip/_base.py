@@ -21,7 +21,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from .batch import ERRORS_MODES, BatchErrors
 
-__all__ = ["EMBEDDING_MODES", "EMBEDDING_PARAMETERS", "POSITIVE_INT", "ImageEstimator"]
+__all__ = ["EMBEDDING_MODES", "EMBEDDING_PARAMETERS", "POSITIVE_INT", "RUNTIMES", "ImageEstimator"]
 
 POSITIVE_INT = Interval(Integral, 1, None, closed="left")
 
@@ -29,6 +29,9 @@ POSITIVE_INT = Interval(Integral, 1, None, closed="left")
 #: tower (the paper's way); ``"fast"``, the tower's trunk once over the photo
 #: and each patch pooled from its feature map (:mod:`exifclip.modeling.dense`).
 EMBEDDING_MODES = ("exact", "fast")
+
+#: What runs the image tower: PyTorch, or ONNX Runtime on the CPU (:mod:`exifclip.modeling.onnx_runtime`).
+RUNTIMES = ("torch", "onnxruntime")
 
 #: The parameters every image estimator takes, with their constraints. An
 #: estimator that wraps an :class:`~exifclip.embedder.ExifPatchEmbedder`
@@ -43,6 +46,7 @@ EMBEDDING_PARAMETERS: dict[str, list | str] = {
     "device": "no_validation",  # str or torch.device: exifclip._device.resolve_device names a bad one
     "dtype": "no_validation",  # str or torch.dtype: exifclip._device.resolve_dtype names a bad one
     "mode": [StrOptions(set(EMBEDDING_MODES))],
+    "runtime": [StrOptions(set(RUNTIMES))],
     "errors": [StrOptions(set(ERRORS_MODES))],
     "progress": ["boolean"],
     "allow_truncated": ["boolean"],

@@ -69,6 +69,11 @@ class ExifPatchEmbedder(TransformerMixin, ImageEstimator):
         patches overlap (photos of a few megapixels, dense grids), slower
         on the sparse default grid of large photos, and the results differ
         (see :mod:`exifclip.modeling.dense` and the benchmarks page).
+    runtime : {"torch", "onnxruntime"}, default="torch"
+        What runs the image tower: PyTorch, or ONNX Runtime on the CPU
+        (``pip install "exifclip[onnx]"``; float32, ``device="cpu"``): the
+        same embeddings to about 1e-6, in less time (see
+        :mod:`exifclip.modeling.onnx_runtime`).
     errors : {"warn", "skip", "raise"}, default="warn"
         What an image that cannot be embedded (unreadable, corrupt, smaller
         than a patch, ...) does to a call over many images. ``"warn"``: it
@@ -152,6 +157,7 @@ class ExifPatchEmbedder(TransformerMixin, ImageEstimator):
         device: str = "auto",
         dtype: str | None = None,
         mode: str = "exact",
+        runtime: str = "torch",
         errors: str = "warn",
         progress: bool = False,
         allow_truncated: bool = False,
@@ -172,6 +178,7 @@ class ExifPatchEmbedder(TransformerMixin, ImageEstimator):
         self.device = device
         self.dtype = dtype
         self.mode = mode
+        self.runtime = runtime
         self.errors = errors
         self.progress = progress
         self.allow_truncated = allow_truncated
@@ -194,11 +201,19 @@ class ExifPatchEmbedder(TransformerMixin, ImageEstimator):
     }
 
     def _load(self) -> None:
-        self.model_ = load_model(
+        self.model_ = self._runtime_model(load_model(
             self.model, revision=self.revision, device=resolve_device(self.device), dtype=self.dtype
-        )
+        ))
         self.patch_size_ = int(self.patch_size or self.model_.config.patch_size)
         self.embedding_dim_ = int(self.model_.config.embed_dim)
+
+    def _runtime_model(self, model: Any) -> Any:
+        """``model``, its image tower in ONNX Runtime when ``runtime="onnxruntime"``."""
+        if self.runtime == "torch":
+            return model
+        from .modeling.onnx_runtime import OnnxRuntimeModel
+
+        return OnnxRuntimeModel(model)
 
     def fit(self, X: Any = None, y: Any = None) -> ExifPatchEmbedder:
         """Load the model; with ``fine_tune=True`` also fine-tune it on ``X``.
@@ -247,6 +262,7 @@ class ExifPatchEmbedder(TransformerMixin, ImageEstimator):
         self.model_ = result.model.eval()
         if self.dtype is not None:
             self.model_ = self.model_.to(dtype=resolve_dtype(self.dtype))
+        self.model_ = self._runtime_model(self.model_)
         self.patch_size_ = patch_size
         self.embedding_dim_ = int(self.model_.config.embed_dim)
         self.train_losses_ = np.asarray(result.losses, dtype=np.float64)
@@ -297,7 +313,7 @@ class ExifPatchEmbedder(TransformerMixin, ImageEstimator):
             with tempfile.TemporaryDirectory() as tmp:
                 for name, data in files.items():
                     (Path(tmp) / name).write_bytes(data)
-                self.model_ = load_model(tmp, device="cpu", use_cache=False).to(device).eval()
+                self.model_ = self._runtime_model(load_model(tmp, device="cpu", use_cache=False).to(device).eval())
         elif "patch_size_" in state:
             self._load()
 
@@ -389,7 +405,7 @@ class ExifPatchEmbedder(TransformerMixin, ImageEstimator):
         if getattr(self, "_fingerprint", None) is None:
             self._fingerprint = model_fingerprint(self.model_)
         settings = {"model": self._fingerprint, "patch_size": self.patch_size_, "num_per_dim": self.num_per_dim,
-                    "stride": self.stride, "mode": self.mode}
+                    "stride": self.stride, "mode": self.mode, "runtime": self.runtime}
         ident = (os.fspath(location), tuple(sorted(settings.items())))
         if getattr(self, "_cache_ident", None) != ident:
             self._cache, self._cache_ident = EmbeddingCache(location, settings), ident

@@ -157,7 +157,7 @@ class ExifConsistencyScorer(ImageEstimator):
 
     Parameters
     ----------
-    model, revision, patch_size, num_per_dim, stride, batch_size, device, dtype, mode, errors, progress, \
+    model, revision, patch_size, num_per_dim, stride, batch_size, device, dtype, mode, runtime, errors, \
 allow_truncated, max_pixels
         As :class:`~exifclip.embedder.ExifPatchEmbedder`.
     pool : str, path, list of dict or None, default=None
@@ -204,7 +204,8 @@ allow_truncated, max_pixels
 
     def __init__(self, model: str = "exifclip-small", revision: str | None = None, patch_size: int | None = None,
                  num_per_dim: int = 30, stride: int | None = None, batch_size: int = 256, device: str = "auto",
-                 dtype: str | None = None, mode: str = "exact", errors: str = "warn", progress: bool = False,
+                 dtype: str | None = None, mode: str = "exact", runtime: str = "torch", errors: str = "warn",
+                 progress: bool = False,
                  allow_truncated: bool = False, max_pixels: int | None = DEFAULT_MAX_PIXELS, pool: Any = None,
                  groups: Sequence[str] = ("all", "camera", "exposure", "processing")):
         self.model = model
@@ -216,6 +217,7 @@ allow_truncated, max_pixels
         self.device = device
         self.dtype = dtype
         self.mode = mode
+        self.runtime = runtime
         self.errors = errors
         self.progress = progress
         self.allow_truncated = allow_truncated

@@ -296,6 +296,11 @@ class ExifZeroShotClassifier(ClassifierMixin, ImageEstimator):
         patches overlap (photos of a few megapixels, dense grids), slower
         on the sparse default grid of large photos, and the results differ
         (see :mod:`exifclip.modeling.dense` and the benchmarks page).
+    runtime : {"torch", "onnxruntime"}, default="torch"
+        What runs the image tower: PyTorch, or ONNX Runtime on the CPU
+        (``pip install "exifclip[onnx]"``; float32, ``device="cpu"``): the
+        same embeddings to about 1e-6, in less time (see
+        :mod:`exifclip.modeling.onnx_runtime`).
     errors : {"warn", "skip", "raise"}, default="warn"
         What an image that cannot be embedded does to a call over many
         (the rule of every exifclip estimator, :mod:`exifclip.batch`):
@@ -371,6 +376,7 @@ class ExifZeroShotClassifier(ClassifierMixin, ImageEstimator):
         device: str = "auto",
         dtype: str | None = None,
         mode: str = "exact",
+        runtime: str = "torch",
         errors: str = "warn",
         progress: bool = False,
         allow_truncated: bool = False,
@@ -390,6 +396,7 @@ class ExifZeroShotClassifier(ClassifierMixin, ImageEstimator):
         self.device = device
         self.dtype = dtype
         self.mode = mode
+        self.runtime = runtime
         self.errors = errors
         self.progress = progress
         self.allow_truncated = allow_truncated

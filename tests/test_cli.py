@@ -246,9 +246,10 @@ def test_estimator_kwargs_from_the_shared_options():
     given = estimator_kwargs(parser.parse_args(
         ["--model", "m", "--revision", "v1", "--patch-size", "64", "--num-per-dim", "7", "--stride", "8",
          "--batch-size", "3", "--device", "cpu", "--dtype", "bfloat16", "--allow-truncated", "--max-pixels", "100",
-         "--fast"]))
+         "--fast", "--runtime", "onnxruntime"]))
     assert given == dict(model="m", revision="v1", patch_size=64, num_per_dim=7, stride=8, batch_size=3,
-                         device="cpu", dtype="bfloat16", mode="fast", allow_truncated=True, max_pixels=100)
+                         device="cpu", dtype="bfloat16", mode="fast", runtime="onnxruntime", allow_truncated=True,
+                         max_pixels=100)
     assert estimator_kwargs(parser.parse_args(["--max-pixels", "0"]))["max_pixels"] is None
     assert estimator_kwargs(parser.parse_args([]))["max_pixels"] == DEFAULT_MAX_PIXELS
     args = build_parser().parse_args(["localize", "a.png", "--out", "o", "--stride", "8", "--method", "ncut"])

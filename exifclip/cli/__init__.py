@@ -54,7 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     :class:`~exifclip.cli._options.CommandError` carries its own; a
     ``ValueError`` or ``FileNotFoundError`` (bad settings, a model not found:
     ``ModelNotFoundError`` is one) is a usage error, 2; Ctrl-C is 130. Each is
-    one line on stderr, no traceback. Failures of single inputs are reported by
+    one line on stderr, no traceback; so is an option whose optional
+    dependency is not installed (the message says what to install), 2. Failures of single inputs are reported by
     the commands, which go on with the others.
     """
     args = build_parser().parse_args(argv)
@@ -65,6 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         error(str(exc))
         return exc.status
     except (ValueError, FileNotFoundError) as exc:
+        error(str(exc))
+        return 2
+    except ImportError as exc:
+        if "pip install" not in str(exc):  # not an optional extra the user chose: a bug, with its traceback
+            raise
         error(str(exc))
         return 2
     except KeyboardInterrupt:

@@ -70,6 +70,8 @@ def _settings(args: argparse.Namespace, patch_size: int) -> dict:
         settings["dtype"] = args.dtype
     if args.fast:
         settings["mode"] = "fast"
+    if getattr(args, "runtime", "torch") != "torch":
+        settings["runtime"] = args.runtime
     return settings
 
 

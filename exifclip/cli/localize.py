@@ -141,6 +141,8 @@ def settings_of(args: argparse.Namespace) -> dict:
         settings["max_side"] = args.max_side
     if args.fast:
         settings["mode"] = "fast"
+    if getattr(args, "runtime", "torch") != "torch":
+        settings["runtime"] = args.runtime
     if args.alarm_rate != 0.05:
         settings["alarm_rate"] = args.alarm_rate
     return settings

@@ -74,7 +74,6 @@ def trunk_features(model: Any, image: np.ndarray, tile: int = DEFAULT_TILE, marg
     height, width = image.shape[:2]
     param = next(model.parameters())
     mean, std = model.config.image_mean, model.config.image_std
-    vision = model.vision_model
     out = None
     for y0 in range(0, height, tile):
         for x0 in range(0, width, tile):
@@ -82,7 +81,7 @@ def trunk_features(model: Any, image: np.ndarray, tile: int = DEFAULT_TILE, marg
             yb, xb = min(height, y0 + tile + margin), min(width, x0 + tile + margin)
             block = torch.from_numpy(np.array(image[ya:yb, xa:xb]))[None].to(param.device)  # a copy: writable
             pixels = patches_to_pixel_values(block, mean, std, dtype=param.dtype)
-            features = vision.encoder(vision.embedder(model.front_end(pixels))).last_hidden_state[0].float()
+            features = model.image_trunk(pixels)[0].float()
             if out is None:
                 out = features.new_empty((features.shape[0], -(-height // s), -(-width // s)))
             r0, c0 = (y0 - ya) // s, (x0 - xa) // s  # the tile's first cell inside the block

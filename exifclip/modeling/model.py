@@ -127,6 +127,12 @@ class ExifClipModel(PreTrainedModel):
             pooled = hidden[:, :, cells:hidden.shape[2] - cells, cells:hidden.shape[3] - cells].mean((2, 3))
         return self.image_projection(pooled)
 
+    def image_trunk(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The image tower's final feature map ``(batch, C, H / s, W / s)`` of normalised pixels of any size
+        (front-end, stem and stages; no pooling): what fast mode pools (:mod:`exifclip.modeling.dense`)."""
+        vision = self.vision_model
+        return vision.encoder(vision.embedder(self.front_end(pixels))).last_hidden_state
+
     def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Unnormalised EXIF-text embeddings, ``(batch, embed_dim)``."""
         if attention_mask is None:

@@ -125,7 +125,8 @@ def measure(arch: str, repeats: int, compile_: bool, onnx: bool = False) -> list
     return rows
 
 
-def thread_split(folder: str, n: int, model: str, runtimes: tuple[str, ...]) -> list[dict]:
+def thread_split(folder: str, n: int, model: str, runtimes: tuple[str, ...], modes=("exact", "fast"),
+                 splits: bool = True) -> list[dict]:
     """Seconds to localise ``n`` photos with each split of the cores between embedding and decoding, and with
     each runtime of the image tower."""
     from pathlib import Path
@@ -134,10 +135,10 @@ def thread_split(folder: str, n: int, model: str, runtimes: tuple[str, ...]) -> 
     from exifclip.splice import SpliceLocalizer
 
     files = sorted(str(p) for p in Path(folder).iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))[:n]
-    settings = [("torch", 2, False), ("torch", 1, True), ("torch", 2, True)]
+    settings = [("torch", 2, False), ("torch", 1, True), ("torch", 2, True)] if splits else [("torch", 2, False)]
     settings += [(r, 2, False) for r in runtimes if r != "torch"]
     rows = []
-    for mode in ("exact", "fast"):
+    for mode in modes:
         for runtime, threads, ahead in settings:
             torch.set_num_threads(threads)
             streaming.DECODE_AHEAD_ON_CPU = ahead
@@ -154,6 +155,21 @@ def thread_split(folder: str, n: int, model: str, runtimes: tuple[str, ...]) -> 
     return rows
 
 
+def _model_path(name: str) -> str:
+    """A packaged model or a directory as given; an architecture name: that architecture, random weights, saved."""
+    import tempfile
+
+    from exifclip.modeling.factory import list_architectures
+
+    if name not in list_architectures():
+        return name
+    from exifclip.modeling import create_model
+
+    folder = tempfile.mkdtemp(prefix=f"{name}-random-")
+    create_model(name, seed=0).save_pretrained(folder)
+    return folder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -163,13 +179,17 @@ def main() -> None:
     parser.add_argument("--archs", nargs="*", default=["small", "paper-resnet50"])
     parser.add_argument("--photos", help="a folder of camera JPEGs: also measure the thread split")
     parser.add_argument("--n-photos", type=int, default=12)
-    parser.add_argument("--model", default="exifclip-small-srm", help="model of the thread-split runs")
+    parser.add_argument("--model", default="exifclip-small-srm",
+                        help="model of the thread-split runs (an architecture name: random weights)")
+    parser.add_argument("--modes", nargs="+", default=["exact", "fast"], choices=["exact", "fast"])
+    parser.add_argument("--runtimes-only", action="store_true", help="2 torch threads only, no decoding thread")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     for arch in args.archs:
         measure(arch, args.repeats, args.compile, args.onnx)
     if args.photos:
-        thread_split(args.photos, args.n_photos, args.model, ("torch", "onnxruntime") if args.onnx else ("torch",))
+        thread_split(args.photos, args.n_photos, _model_path(args.model), ("torch", "onnxruntime") if args.onnx
+                     else ("torch",), args.modes, not args.runtimes_only)
 
 
 if __name__ == "__main__":

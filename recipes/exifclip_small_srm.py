@@ -46,6 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data", help="folder holding digicam/ and cameras-extra/")
     parser.add_argument("--out", required=True, help="training output folder (keep it outside the repository)")
+    parser.add_argument("--steps", type=int, default=RECIPE["steps"], help="optimiser steps (default: the recipe's)")
     parser.add_argument("--install", action="store_true",
                         help="copy the result into exifclip/models/exifclip-small-srm")
     args = parser.parse_args()
@@ -53,12 +54,13 @@ def main() -> None:
     from exifclip.training import TrainingConfig, train
 
     files = all_photos(Path(args.data))
-    config = TrainingConfig(images=files, out_dir=args.out, resume=True, **dict(RECIPE, progress=False))
+    recipe = dict(RECIPE, steps=args.steps)
+    config = TrainingConfig(images=files, out_dir=args.out, resume=True, **dict(recipe, progress=False))
     start = time.perf_counter()
     result = train(config)
     out = Path(args.out)
     (out / "train_files.txt").write_text("\n".join(files) + "\n")
-    summary = {"recipe": RECIPE, "photos": len(files), "used": result.dataset["images"],
+    summary = {"recipe": recipe, "photos": len(files), "used": result.dataset["images"],
                "skipped": result.dataset["skipped"], "resumed_from": result.resumed_from,
                "wall_s": round(time.perf_counter() - start, 1)}
     (out / "recipe_summary.json").write_text(json.dumps(summary, indent=2))

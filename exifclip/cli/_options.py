@@ -193,8 +193,8 @@ def add_model_options(parser: argparse.ArgumentParser, default_model: str = EMBE
     parser.add_argument("--dtype", help="weights dtype: float32 (default), bfloat16 or float16")
     parser.add_argument("--runtime", choices=["torch", "onnxruntime"], default="torch",
                         help="what runs the image tower: torch (default), or onnxruntime on the CPU (pip install "
-                        "'exifclip[onnx]'): the same embeddings to ~1e-6, 1.5-2.5x faster here; the graphs are "
-                        "exported once per model into ~/.cache/exifclip/onnx")
+                        "'exifclip[onnx]'): the same embeddings to ~1e-6, the tower 1.45-2.5x faster here; graphs "
+                        "are exported once per model into ~/.cache/exifclip/onnx")
     parser.add_argument("--fast", action="store_true",
                         help="fast mode: the network runs once over the whole photo and each patch's embedding is "
                         "pooled from it, instead of every patch through the network (see the docs for how the "

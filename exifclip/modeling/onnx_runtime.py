@@ -2,7 +2,7 @@
 
 Measured on this project's 2-core x86 CPU (``benchmarks/bench_cpu_levers.py
 --onnx``, docs/benchmarks.md), ONNX Runtime's CPU provider runs the image
-tower 1.5-2.5x faster than PyTorch (float32, channels-last), and its outputs
+tower 1.45-2.5x faster than PyTorch (float32, channels-last), and its outputs
 equal PyTorch's to about 1e-6 relative. ``runtime="onnxruntime"`` on the
 estimators (``--runtime onnxruntime`` on the command line; ``pip install
 "exifclip[onnx]"``) wraps the loaded model in :class:`OnnxRuntimeModel`:

@@ -118,6 +118,7 @@ def test_from_scratch_the_vocabulary_comes_from_the_shards_texts(packed, tmp_pat
     paths, shards = packed
     reading = ShardReading("default", "default", 5, 32)
     assert ShardCorpus(shards, reading).texts == ExifPatchDataset(paths, patch_size=32, min_tags=5).texts
+    assert ShardCorpus([f"pipe:cat {s}" for s in shards], reading).texts == ShardCorpus(shards, reading).texts
     result = train(_config(shards=shards, arch="small", patch_size=32, steps=1, vocab_size=200))
     assert result.step == 1 and np.isfinite(result.losses[0])
 

@@ -51,17 +51,19 @@ def _best(fn, repeats: int) -> float:
 
 
 def _trunk(model):
-    vision = model.vision_model
-    return lambda x: vision.encoder(vision.embedder(x)).last_hidden_state
+    """The model's trunk (``ExifClipModel.image_trunk``: front-end, stem and stages, no pooling)."""
+    return model.image_trunk
 
 
 class _Trunk(torch.nn.Module):
+    """The trunk as a module's forward, to export (a batch of any size, unlike the packaged trunk graph)."""
+
     def __init__(self, model):
         super().__init__()
-        self.vision = model.vision_model
+        self.model = model
 
     def forward(self, x):
-        return self.vision.encoder(self.vision.embedder(x)).last_hidden_state
+        return self.model.image_trunk(x)
 
 
 def _onnx_row(model, x: torch.Tensor, reference: torch.Tensor, repeats: int) -> dict:

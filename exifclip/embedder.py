@@ -211,9 +211,9 @@ class ExifPatchEmbedder(TransformerMixin, ImageEstimator):
         """``model``, its image tower in ONNX Runtime when ``runtime="onnxruntime"``."""
         if self.runtime == "torch":
             return model
-        from .modeling.onnx_runtime import OnnxRuntimeModel
+        from .modeling.onnx_runtime import onnx_runtime_model
 
-        return OnnxRuntimeModel(model)
+        return onnx_runtime_model(model)
 
     def fit(self, X: Any = None, y: Any = None) -> ExifPatchEmbedder:
         """Load the model; with ``fine_tune=True`` also fine-tune it on ``X``.
@@ -405,7 +405,9 @@ class ExifPatchEmbedder(TransformerMixin, ImageEstimator):
         if getattr(self, "_fingerprint", None) is None:
             self._fingerprint = model_fingerprint(self.model_)
         settings = {"model": self._fingerprint, "patch_size": self.patch_size_, "num_per_dim": self.num_per_dim,
-                    "stride": self.stride, "mode": self.mode, "runtime": self.runtime}
+                    "stride": self.stride, "mode": self.mode}
+        if self.runtime != "torch":  # only then: caches written before the option stay valid
+            settings["runtime"] = self.runtime
         ident = (os.fspath(location), tuple(sorted(settings.items())))
         if getattr(self, "_cache_ident", None) != ident:
             self._cache, self._cache_ident = EmbeddingCache(location, settings), ident

@@ -72,8 +72,9 @@ def _decode_all(sources: Iterable, patch_size: int, num_per_dim: int, stride: in
 class _Queue:
     """Patches waiting for a batch, from several images, and the images waiting for their turn."""
 
-    def __init__(self, dim: int, model: Any):
-        self.dim, self.model = dim, model  # the model says how its patches are cut (model_view)
+    def __init__(self, model: Any):
+        self.model = model  # its embedding size, and how its patches are cut (model_view)
+        self.dim = int(model.config.embed_dim)
         self.waiting: deque[list] = deque()  # [index, view, patch indices still to batch]
         self.n_waiting = 0
         self.open: dict[int, list] = {}  # index -> [source, grid, out, patches not yet embedded]
@@ -209,7 +210,7 @@ def iter_embed_patches(
     decoded = _decode_all(sources, patch_size, num_per_dim, stride, load_options, lookup)
     if device.type != "cpu" or DECODE_AHEAD_ON_CPU:
         decoded = prefetch(decoded)
-    queue = _Queue(int(model.config.embed_dim), model)
+    queue = _Queue(model)
     bar = _progress_bar(progress, total)
     try:
         for d in decoded:

@@ -85,3 +85,11 @@ def test_cli_runtime_flag_is_recorded_and_matches_torch(tiny_model_dir, tmp_path
     records = [json.loads((tmp_path / d / "results.jsonl").read_text().splitlines()[0]) for d in ("torch", "ort")]
     assert records[1]["settings"]["runtime"] == "onnxruntime" and "runtime" not in records[0]["settings"]
     assert abs(records[1]["score"] - records[0]["score"]) < 1e-4
+
+
+def test_clones_share_one_onnx_model(tiny_model_dir):
+    from sklearn.base import clone
+
+    first = ExifPatchEmbedder(model=str(tiny_model_dir), device="cpu", runtime="onnxruntime").fit()
+    second = clone(first).fit()
+    assert second.model_ is first.model_, "one set of sessions for the shared model"

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["RUNTIMES", "OnnxRuntimeModel", "onnx_cache_dir", "require_onnxruntime"]
+__all__ = ["RUNTIMES", "OnnxRuntimeModel", "onnx_cache_dir", "onnx_runtime_model", "require_onnxruntime"]
 
 from .._base import RUNTIMES  # the values of the estimators' ``runtime`` parameter
 
@@ -151,3 +152,29 @@ def _export(module: nn.Module, example: torch.Tensor, path: Path, dynamic: dict[
                               dynamo=True, dynamic_shapes=shapes, external_data=False, verbose=False)
         os.replace(partial, path)
     return path
+
+
+# (id of the model, cache folder, threads) -> its OnnxRuntimeModel, while something still holds that one (it
+# holds the model, so the id cannot be reused meanwhile).
+_SHARED: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def onnx_runtime_model(model: Any) -> OnnxRuntimeModel:
+    """The :class:`OnnxRuntimeModel` of ``model``, made once per model, cache folder and thread count.
+
+    The estimators' clones share one loaded model (:func:`exifclip.modeling.hub.load_model`), so they
+    share its ONNX Runtime sessions too, instead of hashing the weights and opening the graphs at every
+    ``fit``.
+
+    Examples
+    --------
+    >>> from exifclip.modeling.factory import create_model
+    >>> m = create_model("small", seed=0).eval()
+    >>> onnx_runtime_model(m) is onnx_runtime_model(m)  # doctest: +SKIP
+    True
+    """
+    key = (id(model), str(onnx_cache_dir()), torch.get_num_threads())
+    shared = _SHARED.get(key)
+    if shared is None:
+        shared = _SHARED[key] = OnnxRuntimeModel(model)
+    return shared

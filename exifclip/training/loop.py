@@ -283,7 +283,7 @@ def _prepare(config: TrainingConfig, model, dataset, eval_hook, ctx: DistContext
         loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler,
                                              collate_fn=functools.partial(collate_samples, labels=labels),
                                              num_workers=config.num_workers, pin_memory=ctx.device.type == "cuda")
-    log = _open_log(config, out_dir, start, model, dataset, patch_size, ctx)
+    log = _open_log(config, out_dir, start, model, dataset, ctx)
     bar = None
     if config.progress and ctx.main:
         from tqdm.auto import tqdm
@@ -391,7 +391,7 @@ def _wrap_for_ranks(model: nn.Module, ctx: DistContext) -> nn.Module:
 
 
 def _open_log(config: TrainingConfig, out_dir: Path | None, start: int, model: nn.Module,
-              dataset: ExifPatchDataset | ShardCorpus, patch_size: int, ctx: DistContext) -> TrainLog:
+              dataset: ExifPatchDataset | ShardCorpus, ctx: DistContext) -> TrainLog:
     """The run's log (rank 0 with ``out_dir`` only), opened with its start record; also writes the config."""
     log = TrainLog(out_dir / "train_log.jsonl" if out_dir is not None and ctx.main else None, start)
     if out_dir is not None and ctx.main:

@@ -44,6 +44,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import tarfile
 import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -83,10 +84,8 @@ def _opened(urls: Iterable[str]) -> Iterator[dict]:
             close()
 
 
-def shard_samples(urls: str | Iterable[str], names: tuple[str, ...] | None = None) -> Iterator[dict]:
+def shard_samples(urls: str | Iterable[str]) -> Iterator[dict]:
     """The raw samples of shards, in order: dicts of member extension -> bytes, with ``__key__``/``__url__``.
-
-    ``names``: only these member extensions are kept (others are read past).
 
     Raises
     ------
@@ -95,16 +94,10 @@ def shard_samples(urls: str | Iterable[str], names: tuple[str, ...] | None = Non
     """
     tariterators = _webdataset()
     for url in expand_urls(urls):
-        select = None if names is None else (lambda f: f.rpartition(".")[2].lower() in names)
         try:
-            yield from tariterators.group_by_keys(tariterators.tar_file_expander(_opened([url]),
-                                                                                 select_files=select))
-        except (OSError, EOFError, ValueError) as exc:
+            yield from tariterators.group_by_keys(tariterators.tar_file_expander(_opened([url])))
+        except (OSError, EOFError, ValueError, tarfile.TarError) as exc:
             raise ValueError(f"{url}: not a readable tar shard ({exc.args[0] if exc.args else exc})") from None
-        except Exception as exc:  # the tar module's errors come through webdataset's handler
-            if type(exc).__module__ != "tarfile":
-                raise
-            raise ValueError(f"{url}: not a readable tar shard ({exc})") from None
 
 
 def _image_member(sample: dict) -> str | None:

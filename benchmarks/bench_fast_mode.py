@@ -4,14 +4,15 @@ Two parts, each in one run so that ratios compare like with like:
 
 ``speed``
     Seconds per photo of ``SpliceLocalizer(mode=...).localize`` (embedding
-    and post-processing) for ``exifclip-small`` (packaged) and a random-init
-    ``paper-resnet50``, on 1, 12 and 50 MP photos (camera photos from
+    and post-processing) for the packaged ``exifclip-small`` and
+    ``exifclip-small-srm`` and a random-init ``paper-resnet50``, on 1, 12 and 50 MP photos (camera photos from
     ``--data`` tiled up to size, so the pixels have real camera statistics),
     on the default grid (30 patches along the longer side) and, for the small
     model at 12 MP, on a dense grid (stride = patch / 4, the paper's overlap
     on a 1-MP photo). The cost
     of exact mode follows the number of patches; that of fast mode the number
     of pixels, so the ratio is about the grid's overlap ``(patch / stride)^2``.
+    ``--device cuda`` times the same on a GPU (photos/s in each row).
 ``agreement``
     On real photos: cosine between the exact and fast embedding of each
     patch, and the correlation of the two heatmaps, for each of ``--models``
@@ -63,15 +64,24 @@ def _models(work: Path) -> dict[str, str]:
     paper = work / "paper-resnet50-random"
     if not (paper / "config.json").is_file():
         create_model("paper-resnet50", seed=0).save_pretrained(paper)
-    return {"exifclip-small": "exifclip-small", "paper-resnet50 (random)": str(paper)}
+    return {"exifclip-small": "exifclip-small", "exifclip-small-srm": "exifclip-small-srm",
+            "paper-resnet50 (random)": str(paper)}
 
 
 def _time(localizer, image: np.ndarray, repeats: int) -> float:
+    import torch
+
+    def sync():
+        if torch.cuda.is_initialized():
+            torch.cuda.synchronize()
+
     localizer.localize([image[:512, :512]])  # warm-up: model load, kernel selection
     times = []
     for _ in range(repeats):
+        sync()
         start = time.perf_counter()
-        localizer.localize([image])
+        localizer.localize([image])  # results come back to the host: the time is the whole call's
+        sync()
         times.append(time.perf_counter() - start)
     return min(times)
 
@@ -90,15 +100,17 @@ def speed(args: argparse.Namespace) -> list[dict]:
                 for grid in args.grids:
                     if grid == "dense" and (size != "12" or label != "exifclip-small"):
                         continue  # paper-resnet50's 1-MP default grid already has the paper's overlap
-                    row = {"model": label, "megapixels": size, "grid": grid, "threads": torch.get_num_threads()}
+                    row = {"model": label, "megapixels": size, "grid": grid, "device": args.device,
+                           "threads": torch.get_num_threads()}
                     for mode in ("exact", "fast"):
-                        loc = SpliceLocalizer(model=model, device="cpu", mode=mode, errors="raise").fit()
+                        loc = SpliceLocalizer(model=model, device=args.device, mode=mode, errors="raise").fit()
                         if grid == "dense":  # parameters count at fit: refit with the stride
                             loc = loc.set_params(stride=max(loc.embedder_.patch_size_ // 4, 1)).fit()
                         row[f"{mode}_s"] = round(_time(loc, image, args.repeats), 3)
                     row["patches"] = make_grid(image.shape, loc.embedder_.patch_size_, num_per_dim=loc.num_per_dim,
                                                stride=loc.stride).n_patches
                     row["speedup"] = round(row["exact_s"] / row["fast_s"], 2)
+                    row.update({f"{m}_photos_per_s": round(1 / row[f"{m}_s"], 3) for m in ("exact", "fast")})
                     print(json.dumps(row), flush=True)
                     rows.append(row)
     return rows
@@ -143,6 +155,7 @@ def main() -> None:
     p.add_argument("--sizes", nargs="+", default=list(SIZES_MP), choices=list(SIZES_MP))
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--grids", nargs="+", default=["default", "dense"], choices=["default", "dense"])
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (CUDA runs under bf16 autocast)")
     p = sub.add_parser("agreement")
     p.add_argument("--data", required=True)
     p.add_argument("--n", type=int, default=20)

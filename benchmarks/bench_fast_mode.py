@@ -93,12 +93,12 @@ def speed(args: argparse.Namespace) -> list[dict]:
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        models = _models(Path(tmp))
+        models = {k: v for k, v in _models(Path(tmp)).items() if not args.models or k in args.models}
         for size in args.sizes:
             image = _camera_mosaic(Path(args.data), SIZES_MP[size])
             for label, model in models.items():
                 for grid in args.grids:
-                    if grid == "dense" and (size != "12" or label != "exifclip-small"):
+                    if grid == "dense" and (size != "12" or label == "paper-resnet50 (random)"):
                         continue  # paper-resnet50's 1-MP default grid already has the paper's overlap
                     row = {"model": label, "megapixels": size, "grid": grid, "device": args.device,
                            "threads": torch.get_num_threads()}
@@ -156,6 +156,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--grids", nargs="+", default=["default", "dense"], choices=["default", "dense"])
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (CUDA runs under bf16 autocast)")
+    p.add_argument("--models", nargs="*", choices=["exifclip-small", "exifclip-small-srm", "paper-resnet50 (random)"],
+                   help="default: all three")
     p = sub.add_parser("agreement")
     p.add_argument("--data", required=True)
     p.add_argument("--n", type=int, default=20)

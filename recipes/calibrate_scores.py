@@ -20,7 +20,11 @@ fold's authentic crops are scored by the same recipe trained without that
 fold's cameras (``recipes/fold_training.py``), and the calibration is written
 into ``--model``'s directory::
 
-    python recipes/calibrate_scores.py --model exifclip-small-srm --fold-models 'CKPT/small-srm/fold{k}' --install
+    python recipes/calibrate_scores.py --model exifclip-small-srm --fold-models 'CKPT/srm-2400/fold{k}' \
+        --score-method heatmap_p95 --install
+
+``--score-method`` calibrates another detection score than the paper's mean;
+the model then reports it by default (``SpliceLocalizer(score_method="auto")``).
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ ALARM_RATES = (0.01, 0.05, 0.10, 0.20)
 def _rows(args: argparse.Namespace) -> list[dict]:
     """Per-image benchmark rows (score, label, cameras, fold) of ``--model``, both variants."""
     from bench_unseen_cameras import (DEFAULT_SPLIT, build_fold_splices, file_cameras, fold_samples, load_split,
-                                      run_method)
+                                      run_method, with_score_method)
 
     data, cache = Path(args.data), Path(args.cache)
     split = load_split(DEFAULT_SPLIT)
@@ -57,7 +61,8 @@ def _rows(args: argparse.Namespace) -> list[dict]:
     else:
         label, model_for_fold = args.label or args.model, lambda k: args.model
     by_variant = run_method("model", label, model_for_fold, folds, ["png", "jpeg90"], fold_data, results)
-    return [dict(r, variant=v) for v, rows in by_variant.items() for r in rows]
+    return [dict(r, variant=v) for v, rows in by_variant.items()
+            for r in with_score_method(rows, args.score_method, label)]
 
 
 def _trained_cameras(args: argparse.Namespace) -> set[str]:
@@ -98,6 +103,8 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/data")
     parser.add_argument("--cache", default=str(Path.home() / ".cache" / "exifclip-bench" / "unseen-cameras"))
     parser.add_argument("--n-per-fold", type=int, default=60)
+    parser.add_argument("--score-method", default="mean",
+                        help="the detection score to calibrate (SpliceLocalizer(score_method='auto') then uses it)")
     parser.add_argument("--install", action="store_true", help="write score_calibration.json into the model dir")
     args = parser.parse_args()
 
@@ -118,11 +125,11 @@ def main() -> None:
     scored_by = (f"each fold scored by the same recipe trained without its cameras ({args.fold_models})"
                  if args.fold_models else "scored by this model")
     calibration = ScoreCalibration(authentic, {"mode": "exact", "num_per_dim": 30, "stride": None,
-                                               "patch_size": patch_size, "score_method": "mean"},
+                                               "patch_size": patch_size, "score_method": args.score_method},
                                    f"{len(authentic)} authentic crops (<= 1024 px; PNG and JPEG-90 of the same crops) "
                                    "of camera models the model never saw, from digicam + cameras-extra "
                                    f"(benchmarks/bench_unseen_cameras.py), {scored_by}")
-    report = {"model": args.model, "authentic": len(authentic),
+    report = {"model": args.model, "score_method": args.score_method, "authentic": len(authentic),
               "spliced": sum(r["label"] == 1 for r in rows), "held_out_checks": checks,
               "thresholds": {str(a): round(calibration.threshold(a), 4) for a in ALARM_RATES}}
     print(json.dumps(report, indent=1))

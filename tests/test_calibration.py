@@ -74,6 +74,26 @@ def test_localizer_flags_by_the_models_calibration(tiny_model_dir, tmp_path, rng
     assert other.score_calibration_ is None, "a calibration made in exact mode says nothing of fast mode"
 
 
+def test_auto_score_method_is_the_one_the_calibration_was_made_with(tiny_model_dir, tmp_path, rng):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    images = [rng.integers(0, 256, (96, 128, 3), dtype=np.uint8) for _ in range(2)]
+    kwargs = dict(model=str(model), device="cpu", stride=8)
+    assert SpliceLocalizer(**kwargs).fit().score_method_ == "mean", "no calibration: the paper's score"
+    p95 = SpliceLocalizer(score_method="heatmap_p95", **kwargs).fit().decision_function(images)
+    ScoreCalibration(np.linspace(0, 1, 50), {"mode": "exact", "num_per_dim": 30, "stride": 8, "patch_size": 32,
+                                             "score_method": "heatmap_p95"}).save(model)
+    auto = SpliceLocalizer(**kwargs).fit()
+    assert auto.score_method_ == "heatmap_p95" and auto.score_calibration_ is not None
+    np.testing.assert_array_equal(auto.decision_function(images), p95)
+    explicit = SpliceLocalizer(score_method="mean", **kwargs).fit()
+    assert explicit.score_method_ == "mean"
+    assert explicit.score_calibration_ is None, "a calibration of one score says nothing of another"
+    assert explicit.localize(images[:1])[0].flagged is None
+
+
 def test_the_packaged_model_is_calibrated_for_its_defaults():
     loc = SpliceLocalizer(device="cpu").fit()
     assert loc.score_calibration_ is not None and loc.score_calibration_.n >= 100

@@ -237,8 +237,9 @@ def add_splice_options(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--method", choices=list(MASK_METHODS), default="meanshift", help="how the mask is made")
     parser.add_argument("--threshold", type=float, help="heatmap threshold for the mask (default: per image)")
-    parser.add_argument("--score-method", choices=sorted(DETECTION_SCORES), default="mean",
-                        help="detection score ('mean' is the paper's)")
+    parser.add_argument("--score-method", choices=["auto", *sorted(DETECTION_SCORES)], default="auto",
+                        help="detection score ('mean' is the paper's; 'auto': the one the model's score calibration "
+                        "was made with, else 'mean')")
     parser.add_argument("--alarm-rate", type=float, default=0.05,
                         help="flag a photo when at most this share of authentic photos of unseen cameras score as "
                         "high (needs the model's score calibration; default 0.05)")

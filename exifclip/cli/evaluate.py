@@ -125,7 +125,8 @@ def run(args: argparse.Namespace) -> int:
     )
     per_image_s = float(np.mean(seconds)) if seconds else float("nan")
     print(
-        f"dataset: {args.dataset} ({args.root}), model: {args.model}, method: {args.method}, score: {args.score_method}"
+        f"dataset: {args.dataset} ({args.root}), model: {args.model}, method: {args.method}, "
+        f"score: {localizer.score_method_}"
     )
     print(report)
     print(f"seconds per image: {per_image_s:.3f}")
@@ -135,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
             "root": str(args.root),
             "model": str(args.model),
             "method": args.method,
-            "score_method": args.score_method,
+            "score_method": localizer.score_method_,
             "seconds_per_image": per_image_s,
             **report.to_dict(),
         }

@@ -223,7 +223,7 @@ def localize_one(localizer, path: str, stem: str, out: Path, args: argparse.Name
         "abspath": source_key(path),
         "status": "ok",
         "score": result.score,
-        "score_method": args.score_method,
+        "score_method": localizer.score_method_,
         "scores": {k: float(v) for k, v in result.scores.items()},
         "false_alarm_rate": result.false_alarm_rate,
         "flagged": result.flagged,

@@ -74,8 +74,10 @@ class SpliceLocalizer(ImageEstimator):
         Heatmap threshold for the mask (method "meanshift"). ``None``: split
         each image's cells in two by 1-D 2-means, unless ``fit(X, masks)``
         calibrated one.
-    score_method : str, default="mean"
-        Detection score; see :func:`detection_score` (``"mean"`` is the paper's).
+    score_method : str, default="auto"
+        Detection score; see :func:`detection_score` (``"mean"`` is the
+        paper's). ``"auto"``: the one the model's score calibration was
+        made with (its model card says why it was chosen), else ``"mean"``.
     alarm_rate : float, default=0.05
         A photo is ``flagged`` when at most this share of authentic photos of
         unseen cameras score as high (the model's
@@ -117,6 +119,8 @@ class SpliceLocalizer(ImageEstimator):
         The fitted embedder (holds the model).
     threshold_ : float or None
         The mask threshold in use.
+    score_method_ : str
+        The detection score in use (``score_method`` with ``"auto"`` resolved).
     score_calibration_ : ScoreCalibration or None
         The model's score calibration for these settings; without one,
         results have ``false_alarm_rate`` and ``flagged`` set to ``None``.
@@ -141,7 +145,7 @@ class SpliceLocalizer(ImageEstimator):
         **ImageEstimator._parameter_constraints,
         "method": [StrOptions(set(MASK_METHODS))],
         "threshold": [Interval(Real, 0, 1, closed="both"), None],
-        "score_method": [StrOptions(set(DETECTION_SCORES))],
+        "score_method": [StrOptions({"auto", *DETECTION_SCORES})],
         "alarm_rate": [Interval(Real, 0, 1, closed="neither")],
         "memory": [None, str, os.PathLike, HasMethods(["cache"])],
     }
@@ -160,7 +164,7 @@ class SpliceLocalizer(ImageEstimator):
         runtime: str = "torch",
         method: str = "meanshift",
         threshold: float | None = None,
-        score_method: str = "mean",
+        score_method: str = "auto",
         alarm_rate: float = 0.05,
         errors: str = "warn",
         progress: bool = False,
@@ -205,20 +209,24 @@ class SpliceLocalizer(ImageEstimator):
         """
         self._validate_params()
         self.embedder_ = ExifPatchEmbedder(**self._embedding_params(), memory=self.memory).fit()
-        self.score_calibration_ = self._score_calibration()
+        self.score_method_, self.score_calibration_ = self._score_calibration()
         self.threshold_ = self.threshold
         self.failures_: list[BatchFailure] = []
         if X is not None and y is not None and self.threshold is None:
             self.threshold_ = self._calibrate(as_source_list(X), list(y))
         return self
 
-    def _score_calibration(self) -> ScoreCalibration | None:
-        """The model's calibration of detection scores, if it has one for these settings."""
+    def _score_calibration(self) -> tuple[str, ScoreCalibration | None]:
+        """The detection score in use, and the model's calibration of it if it has one for these settings."""
         directory = getattr(self.embedder_.model_, "source_dir", None)  # set by load_model; None when fine-tuned
         calibration = ScoreCalibration.load(directory) if directory is not None else None
+        score_method = self.score_method
+        if score_method == "auto":
+            score_method = calibration.settings.get("score_method", "mean") if calibration is not None else "mean"
         settings = {"mode": self.mode, "num_per_dim": self.num_per_dim, "stride": self.stride,
-                    "patch_size": self.embedder_.patch_size_, "score_method": self.score_method}
-        return calibration if calibration is not None and calibration.applies_to(settings) else None
+                    "patch_size": self.embedder_.patch_size_, "score_method": score_method}
+        applies = calibration is not None and calibration.applies_to(settings)
+        return score_method, calibration if applies else None
 
     def _calibrate(self, X: list, masks: list) -> float | None:
         if len(masks) != len(X):
@@ -254,7 +262,7 @@ class SpliceLocalizer(ImageEstimator):
                     continue
                 try:
                     result = localize_embeddings(item.embeddings, item.grid, method=self.method,
-                                                 threshold=threshold, score_method=self.score_method)
+                                                 threshold=threshold, score_method=self.score_method_)
                 except ITEM_ERRORS as exc:  # one image's post-processing: the others are kept
                     report.fail(i, source, exc)
                     yield None

@@ -62,7 +62,8 @@ def main() -> None:
         out = Path(args.out) / f"fold{k}"
         base = RECIPES[args.recipe]
         recipe = dict(base, steps=args.steps or base["steps"], augment=True if args.augment else base["augment"],
-                      checkpoint_every=args.checkpoint_every, progress=False, **overrides)
+                      checkpoint_every=args.checkpoint_every, progress=False)
+        recipe.update(overrides)  # --set wins, also over the fields set just above (e.g. augment settings)
         config = TrainingConfig(images=train_files, out_dir=str(out), resume=True, **recipe)
         start = time.perf_counter()
         result = train(config)

@@ -434,13 +434,13 @@ def main() -> None:
             runs.append((m, m, lambda k: None))
 
     results_dir = cache / "results" / bench_id
-    per_image = {label: run_method(method, label, fn, folds, args.variants, fold_data, results_dir, args.mode)
-                 for method, label, fn in runs}
-    if args.score_method != "mean":  # exifclip rows read with another detection score
-        per_image = {(f"{label} [{args.score_method}]" if method in ("model", "random") else label):
-                     ({v: with_score_method(rows, args.score_method, label) for v, rows in by_variant.items()}
-                      if method in ("model", "random") else by_variant)
-                     for (method, label, _), by_variant in zip(runs, per_image.values())}
+    per_image = {}
+    for method, label, fn in runs:
+        by_variant = run_method(method, label, fn, folds, args.variants, fold_data, results_dir, args.mode)
+        if args.score_method != "mean" and method in ("model", "random"):  # exifclip rows, another score
+            by_variant = {v: with_score_method(rows, args.score_method, label) for v, rows in by_variant.items()}
+            label = f"{label} [{args.score_method}]"
+        per_image[label] = by_variant
     table = []
     for v in args.variants:
         for subset in ("all", "unseen by exifclip-small"):

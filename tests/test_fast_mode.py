@@ -10,7 +10,9 @@ import torch
 
 from exifclip import ExifPatchEmbedder, SpliceLocalizer
 from exifclip.cli import main
-from exifclip.modeling.dense import dense_patch_embeddings, feature_stride, trunk_features, window_weights
+from exifclip.modeling.dense import (dense_patch_embeddings, feature_stride, receptive_field, trunk_features,
+                                     trunk_margin, window_weights)
+from exifclip.modeling.factory import create_model, list_architectures
 from exifclip.patches import make_grid
 
 from .conftest import TINY, make_tiny_model
@@ -53,6 +55,42 @@ def test_tiles_give_the_whole_photo_features(rng):
     torch.testing.assert_close(wide, whole, atol=1e-5, rtol=1e-5)
     # A margin of real pixels makes the seams vanish up to what lies beyond it.
     assert float((tiled - whole).abs().max()) < 1e-3 * float(whole.abs().max()) + 1e-4
+
+
+def _narrow(arch, front_end):
+    """``arch``'s depths, kernels and strides (what the receptive field is made of) at a width of 8 channels."""
+    vision = {"embedding_size": 8, "hidden_sizes": [8, 8, 8, 8]}
+    return create_model(arch, seed=0, vision_config=vision, vision_front_end=front_end).eval()
+
+
+@pytest.mark.parametrize("front_end", ["rgb", "srm", "constrained"])
+@pytest.mark.parametrize("arch", list_architectures())
+def test_the_default_margin_leaves_no_seam_where_tiles_meet(arch, front_end, rng):
+    model = _narrow(arch, front_end)
+    margin = trunk_margin(model)
+    assert margin % feature_stride(model) == 0 and margin >= receptive_field(model) / 2
+    image = rng.integers(0, 256, (2 * margin + 96, 2 * margin + 160, 3), dtype=np.uint8)
+    with torch.inference_mode():
+        whole = trunk_features(model, image, tile=4096, margin=0)  # one tile: the whole photo
+        tiled = trunk_features(model, image, tile=64)  # many seams, the default margin
+        short = trunk_features(model, image, tile=64, margin=margin - 3 * feature_stride(model))
+    scale = float(whole.abs().max())
+    assert float((tiled - whole).abs().max()) <= 1e-5 * scale
+    # The receptive field is not overstated: a margin short of it leaves seams.
+    assert float((short - whole).abs().max()) > 1e-4 * scale
+
+
+def test_receptive_field_is_where_a_cells_gradient_reaches(rng):
+    model = _narrow("small", "srm")
+    pixels = torch.zeros(1, 3, 320, 320, requires_grad=True)
+    with torch.no_grad():
+        pixels += torch.from_numpy(rng.normal(size=(1, 3, 320, 320)).astype(np.float32))
+    cell = model.image_trunk(pixels)[0, :, 5, 5].abs().sum()
+    (grad,) = torch.autograd.grad(cell, pixels)
+    rows = np.flatnonzero(grad[0].abs().sum((0, 2)).numpy())
+    cols = np.flatnonzero(grad[0].abs().sum((0, 1)).numpy())
+    assert rows[-1] - rows[0] + 1 <= receptive_field(model) and cols[-1] - cols[0] + 1 <= receptive_field(model)
+    assert rows[-1] - rows[0] + 1 > receptive_field(model) - 2 * feature_stride(model)
 
 
 def test_a_patch_covering_the_photo_is_embedded_as_in_exact_mode(rng, tiny_model_dir):

@@ -26,13 +26,13 @@ import torch.nn.functional as F
 from ..patches import PatchGrid
 from .model import patches_to_pixel_values
 
-__all__ = ["DEFAULT_MARGIN", "DEFAULT_TILE", "dense_patch_embeddings", "feature_stride", "trunk_features",
-           "window_weights"]
+__all__ = ["DEFAULT_MARGIN", "DEFAULT_TILE", "dense_patch_embeddings", "feature_stride", "receptive_field",
+           "trunk_features", "trunk_margin", "window_weights"]
 
 #: Side of the square tiles the trunk sees at once, in pixels (rounded up to the stride).
 DEFAULT_TILE = 1024
-#: Pixels of real context read around each tile, in pixels (rounded up to the stride).
-DEFAULT_MARGIN = 128
+#: Pixels of real context read around each tile; ``None``: the trunk's own, :func:`trunk_margin`.
+DEFAULT_MARGIN = None
 
 
 def feature_stride(model: Any) -> int:
@@ -51,7 +51,49 @@ def _round_up(value: int, step: int) -> int:
     return -(-int(value) // step) * step
 
 
-def trunk_features(model: Any, image: np.ndarray, tile: int = DEFAULT_TILE, margin: int = DEFAULT_MARGIN,
+def receptive_field(model: Any) -> int:
+    """Side, in pixels, of the square of input that one cell of the trunk's final feature map depends on.
+
+    Walks the front-end and the ResNet's main path (convolutions and
+    pooling, in order; the shortcuts' 1x1 convolutions see a subset of it):
+    each layer of kernel ``k`` adds ``(k - 1)`` times the stride accumulated
+    before it.
+
+    Examples
+    --------
+    >>> from exifclip.modeling.factory import create_model
+    >>> receptive_field(create_model("small", seed=0)), receptive_field(create_model("small", seed=0,
+    ...     vision_front_end="srm"))
+    (195, 199)
+    """
+    from torch import nn
+
+    size, jump = getattr(model.front_end, "kernel_size", 1), 1
+    for name, module in model.vision_model.named_modules():
+        if "shortcut" in name.split(".") or not isinstance(module, (nn.Conv2d, nn.MaxPool2d)):
+            continue
+        kernel, stride, dilation = (module.kernel_size, module.stride, module.dilation)
+        kernel, stride, dilation = (v[0] if isinstance(v, tuple) else v for v in (kernel, stride, dilation))
+        size += (kernel - 1) * dilation * jump
+        jump *= stride
+    return size
+
+
+def trunk_margin(model: Any) -> int:
+    """Pixels of real context a tile needs for its cells to be the whole photo's: half the
+    :func:`receptive_field`, rounded up to :func:`feature_stride` (the default margin of fast mode).
+
+    Examples
+    --------
+    >>> from exifclip.modeling.factory import create_model
+    >>> trunk_margin(create_model("small", seed=0)), trunk_margin(create_model("paper-resnet50", seed=0))
+    (128, 224)
+    """
+    s = feature_stride(model)
+    return _round_up(-(-receptive_field(model) // 2), s)
+
+
+def trunk_features(model: Any, image: np.ndarray, tile: int = DEFAULT_TILE, margin: int | None = DEFAULT_MARGIN,
                    ) -> torch.Tensor:
     """The trunk's final feature map of a whole photo, computed tile by tile.
 
@@ -60,9 +102,13 @@ def trunk_features(model: Any, image: np.ndarray, tile: int = DEFAULT_TILE, marg
     model : ExifClipModel
         In eval mode; runs on its own device and dtype.
     image : ndarray of shape (H, W, 3), uint8
-    tile, margin : int
-        Tile side and context around it, in pixels; both rounded up to
-        :func:`feature_stride`. Memory is that of one tile plus its margin.
+    tile : int
+        Tile side, in pixels, rounded up to :func:`feature_stride`. Memory is
+        that of one tile plus its margin.
+    margin : int, optional
+        Real pixels read around each tile, rounded up to the stride; by
+        default :func:`trunk_margin`, with which the tiles' seams leave no
+        trace. Less is cheaper and approximate.
 
     Returns
     -------
@@ -70,7 +116,7 @@ def trunk_features(model: Any, image: np.ndarray, tile: int = DEFAULT_TILE, marg
         Cell ``(i, j)`` describes pixels ``[i s, (i + 1) s) x [j s, (j + 1) s)``.
     """
     s = feature_stride(model)
-    tile, margin = _round_up(tile, s), _round_up(margin, s)
+    tile, margin = _round_up(tile, s), _round_up(trunk_margin(model) if margin is None else margin, s)
     height, width = image.shape[:2]
     param = next(model.parameters())
     mean, std = model.config.image_mean, model.config.image_std
@@ -108,7 +154,7 @@ def window_weights(starts: np.ndarray, size: int, n_cells: int, stride: int) -> 
 
 
 def dense_patch_embeddings(model: Any, image: np.ndarray, grid: PatchGrid, tile: int = DEFAULT_TILE,
-                           margin: int = DEFAULT_MARGIN) -> np.ndarray:
+                           margin: int | None = DEFAULT_MARGIN) -> np.ndarray:
     """Fast-mode embeddings of every patch of ``grid``: ``(n_patches, dim)``, L2-normalised, row-major.
 
     Examples

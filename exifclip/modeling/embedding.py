@@ -223,14 +223,15 @@ def embed_patches_fast(
     progress: bool = False,
     load_options: dict | None = None,
     tile: int = DEFAULT_TILE,
-    margin: int = DEFAULT_MARGIN,
+    margin: int | None = DEFAULT_MARGIN,
 ) -> list[PatchEmbeddings | None]:
     """:func:`embed_patches` in fast mode: the trunk once per photo, pooled per patch.
 
     Same grid, same output and the same ``errors`` rule as
     :func:`embed_patches`; the embeddings come from
     :func:`exifclip.modeling.dense.dense_patch_embeddings` (the photo in tiles
-    of ``tile`` pixels with ``margin`` pixels of context), so each pixel goes
+    of ``tile`` pixels with ``margin`` pixels of context, by default the
+    trunk's :func:`~exifclip.modeling.dense.trunk_margin`), so each pixel goes
     through the ResNet about once instead of ``(patch_size / stride) ** 2``
     times. Photos are embedded one at a time; memory is one tile's.
 

@@ -87,6 +87,9 @@ class SRMResiduals(nn.Module):
     (torch.Size([1, 9, 8, 8]), True)
     """
 
+    #: Side of the residual filters, in pixels (what the front-end adds to the trunk's receptive field).
+    kernel_size = 5
+
     def __init__(self, keep_rgb: bool = False):
         super().__init__()
         self.keep_rgb = keep_rgb
@@ -97,7 +100,7 @@ class SRMResiduals(nn.Module):
         # Each colour channel through the three kernels: output channel 3c+k is kernel k on channel c.
         kernels = _srm_kernels().repeat(pixel_values.shape[1], 1, 1).unsqueeze(1)
         weight = kernels.to(device=pixel_values.device, dtype=pixel_values.dtype)
-        residuals = F.conv2d(pixel_values, weight, padding=2, groups=pixel_values.shape[1])
+        residuals = F.conv2d(pixel_values, weight, padding=self.kernel_size // 2, groups=pixel_values.shape[1])
         return torch.cat([pixel_values, residuals], dim=1) if self.keep_rgb else residuals
 
 

@@ -115,9 +115,10 @@ def run_fold(model_dir: str, samples: list[dict], grids: list[int], scales: list
     return rows
 
 
-def paired_differences(rows: list[dict], reference: list[dict], n_boot: int = 1000, seed: int = 0) -> dict:
-    """p-mAP and detection-AP (mean score) differences from ``reference`` on the same images, with paired
-    bootstrap 95 % intervals (the same resampled images for both; spliced and authentic apart)."""
+def paired_differences(rows: list[dict], reference: list[dict], n_boot: int = 1000, seed: int = 0,
+                       score_method: str = "mean") -> dict:
+    """p-mAP and detection-AP (of ``score_method``) differences from ``reference`` on the same images, with
+    paired bootstrap 95 % intervals (the same resampled images for both; spliced and authentic apart)."""
     from exifclip.splice.metrics import detection_ap
 
     labels = np.array([r["label"] for r in reference], int)
@@ -127,8 +128,8 @@ def paired_differences(rows: list[dict], reference: list[dict], n_boot: int = 10
     rng = np.random.default_rng(seed)
     draws_s, draws_a = rng.integers(0, len(spl), (n_boot, len(spl))), rng.integers(0, len(aut), (n_boot, len(aut)))
     diff = np.array([rows[i]["pmap"] - reference[i]["pmap"] for i in spl])
-    score = np.array([r["scores"]["mean"] for r in rows])
-    ref_score = np.array([r["scores"]["mean"] for r in reference])
+    score = np.array([r["scores"][score_method] for r in rows])
+    ref_score = np.array([r["scores"][score_method] for r in reference])
     ap_boot = []
     for ds, da in zip(draws_s, draws_a):
         idx = np.concatenate([spl[ds], aut[da]])

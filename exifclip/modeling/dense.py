@@ -66,14 +66,12 @@ def receptive_field(model: Any) -> int:
     ...     vision_front_end="srm"))
     (195, 199)
     """
-    from torch import nn
-
     size, jump = getattr(model.front_end, "kernel_size", 1), 1
     for name, module in model.vision_model.named_modules():
-        if "shortcut" in name.split(".") or not isinstance(module, (nn.Conv2d, nn.MaxPool2d)):
+        if "shortcut" in name.split(".") or not isinstance(module, (torch.nn.Conv2d, torch.nn.MaxPool2d)):
             continue
-        kernel, stride, dilation = (module.kernel_size, module.stride, module.dilation)
-        kernel, stride, dilation = (v[0] if isinstance(v, tuple) else v for v in (kernel, stride, dilation))
+        kernel, stride, dilation = (v[0] if isinstance(v, tuple) else v
+                                    for v in (module.kernel_size, module.stride, module.dilation))
         size += (kernel - 1) * dilation * jump
         jump *= stride
     return size

@@ -68,7 +68,7 @@ def _narrow(arch, front_end):
 def test_the_default_margin_leaves_no_seam_where_tiles_meet(arch, front_end, rng):
     model = _narrow(arch, front_end)
     margin = trunk_margin(model)
-    assert margin % feature_stride(model) == 0 and margin >= receptive_field(model) / 2
+    assert margin % feature_stride(model) == 0 and margin >= (receptive_field(model) - 1) / 2
     image = rng.integers(0, 256, (2 * margin + 96, 2 * margin + 160, 3), dtype=np.uint8)
     with torch.inference_mode():
         whole = trunk_features(model, image, tile=4096, margin=0)  # one tile: the whole photo
@@ -168,6 +168,27 @@ def test_with_context_exact_mode_computes_what_fast_mode_does_where_the_context_
             gap = float(np.abs(exact[central] - fast[central]).max())
         else:
             assert float(np.abs(exact[central] - fast[central]).max()) > 100 * max(gap, 1e-6)
+
+
+def test_with_the_trunk_margin_as_context_exact_mode_is_fast_mode(rng, tmp_path):
+    """With ``trunk_margin`` pixels of context around its patches, a model's exact mode computes fast mode's
+    embeddings for every patch whose view lies in the photo; 32 px less context and they differ."""
+    needed = trunk_margin(make_tiny_model())
+    image = rng.integers(0, 256, (2 * needed + 160, 2 * needed + 96, 3), dtype=np.uint8)
+    gaps = {}
+    for context in (needed, needed - 32):
+        folder = tmp_path / f"context{context}"
+        make_tiny_model(patch_context=context).save_pretrained(folder)
+        embedder = ExifPatchEmbedder(model=str(folder), device="cpu", patch_size=32, stride=32)
+        grid = make_grid(image.shape, 32, stride=32)
+        exact = embedder.fit().transform_patches([image])[0].embeddings.reshape(grid.n_rows, grid.n_cols, -1)
+        fast = embedder.set_params(mode="fast").fit().transform_patches([image])[0].embeddings
+        fast = fast.reshape(grid.n_rows, grid.n_cols, -1)
+        c = context // 32  # patches whose whole view is inside the photo
+        gaps[context] = float(np.abs(exact[c:grid.n_rows - c, c:grid.n_cols - c]
+                                     - fast[c:grid.n_rows - c, c:grid.n_cols - c]).max())
+    assert gaps[needed] < 1e-5
+    assert gaps[needed - 32] > 1e-4
 
 
 def test_patch_context_is_checked_saved_and_trained(rng, tmp_path):

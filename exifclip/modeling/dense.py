@@ -51,13 +51,30 @@ def _round_up(value: int, step: int) -> int:
     return -(-int(value) // step) * step
 
 
-def receptive_field(model: Any) -> int:
-    """Side, in pixels, of the square of input that one cell of the trunk's final feature map depends on.
+def _cell_field(model: Any) -> tuple[int, int]:
+    """The input pixels ``[lo, hi]`` that cell 0 of the trunk's final feature map depends on.
 
     Walks the front-end and the ResNet's main path (convolutions and
-    pooling, in order; the shortcuts' 1x1 convolutions see a subset of it):
-    each layer of kernel ``k`` adds ``(k - 1)`` times the stride accumulated
-    before it.
+    pooling, in order; the shortcuts' 1x1 convolutions see a subset of it)
+    back from the cell: a layer of kernel ``k``, stride ``s``, padding ``p``
+    and dilation ``d`` maps ``[lo, hi]`` to ``[s lo - p, s hi - p + (k - 1) d]``.
+    Cell ``i`` depends on the same span shifted by ``i`` times the stride.
+    """
+    k = getattr(model.front_end, "kernel_size", 1)
+    layers = [(k, 1, k // 2, 1)]
+    for name, module in model.vision_model.named_modules():
+        if "shortcut" in name.split(".") or not isinstance(module, (torch.nn.Conv2d, torch.nn.MaxPool2d)):
+            continue
+        layers.append(tuple(v[0] if isinstance(v, tuple) else v
+                            for v in (module.kernel_size, module.stride, module.padding, module.dilation)))
+    lo = hi = 0
+    for kernel, stride, padding, dilation in reversed(layers):
+        lo, hi = stride * lo - padding, stride * hi - padding + (kernel - 1) * dilation
+    return lo, hi
+
+
+def receptive_field(model: Any) -> int:
+    """Side, in pixels, of the square of input that one cell of the trunk's final feature map depends on.
 
     Examples
     --------
@@ -66,20 +83,21 @@ def receptive_field(model: Any) -> int:
     ...     vision_front_end="srm"))
     (195, 199)
     """
-    size, jump = getattr(model.front_end, "kernel_size", 1), 1
-    for name, module in model.vision_model.named_modules():
-        if "shortcut" in name.split(".") or not isinstance(module, (torch.nn.Conv2d, torch.nn.MaxPool2d)):
-            continue
-        kernel, stride, dilation = (v[0] if isinstance(v, tuple) else v
-                                    for v in (module.kernel_size, module.stride, module.dilation))
-        size += (kernel - 1) * dilation * jump
-        jump *= stride
-    return size
+    lo, hi = _cell_field(model)
+    return hi - lo + 1
 
 
 def trunk_margin(model: Any) -> int:
-    """Pixels of real context a tile needs for its cells to be the whole photo's: half the
-    :func:`receptive_field`, rounded up to :func:`feature_stride` (the default margin of fast mode).
+    """Pixels of context that a block of whole feature cells needs for its cells to be the whole photo's,
+    rounded up to :func:`feature_stride`.
+
+    It is fast mode's default margin around each tile. It is also the least
+    ``patch_context`` (:class:`~exifclip.modeling.configuration.ExifClipConfig`)
+    with which exact mode embeds a patch as fast mode does, where the grid is
+    aligned to the cells: no zero padding of the patch's view reaches the
+    cells pooled. With less context (the paper's none) the view's border is
+    inside the cells' receptive field, and trained networks learn to use it
+    (the measured gap is on the benchmarks page).
 
     Examples
     --------
@@ -88,7 +106,8 @@ def trunk_margin(model: Any) -> int:
     (128, 224)
     """
     s = feature_stride(model)
-    return _round_up(-(-receptive_field(model) // 2), s)
+    lo, hi = _cell_field(model)  # cell 0 spans pixels [0, s): its field reaches -lo before, hi - s + 1 after
+    return _round_up(max(-lo, hi - s + 1, 0), s)
 
 
 def trunk_features(model: Any, image: np.ndarray, tile: int = DEFAULT_TILE, margin: int | None = DEFAULT_MARGIN,

@@ -16,6 +16,12 @@ Two parts, each in one run so that ratios compare like with like:
     On real photos: cosine between the exact and fast embedding of each
     patch, and the correlation of the two heatmaps, for each of ``--models``
     (default: both packaged models).
+``context``
+    For one model: the cosine between fast mode's embedding of a window and
+    that of views of it with growing context (the window's own cells pooled,
+    as a ``patch_context`` model reads a patch), on windows whose views lie
+    inside the photo. Where the cosine reaches 1, the view holds all the
+    cells depend on (``exifclip.modeling.dense.trunk_margin``).
 ``margin``
     Seconds of fast mode's trunk over a 12-MP photo with the context each
     tile reads fixed at 128 px (the old default: seams for the ResNet-50s)
@@ -27,6 +33,7 @@ Usage::
     OMP_NUM_THREADS=2 python benchmarks/bench_fast_mode.py speed --data ../shared/data/digicam
     python benchmarks/bench_fast_mode.py agreement --data ../shared/data/digicam --n 20
     OMP_NUM_THREADS=1 python benchmarks/bench_fast_mode.py margin --data ../shared/data/digicam
+    python benchmarks/bench_fast_mode.py context --model CKPT/fold0 --data CACHE/splices/.../fold0/authentic
 """
 
 from __future__ import annotations
@@ -152,6 +159,47 @@ def agreement(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def context(args: argparse.Namespace) -> list[dict]:
+    import torch
+    import torch.nn.functional as F
+
+    from exifclip import load_image
+    from exifclip.modeling.dense import dense_patch_embeddings, feature_stride
+    from exifclip.modeling.hub import load_model
+    from exifclip.modeling.model import patches_to_pixel_values
+    from exifclip.patches import make_grid
+
+    model = load_model(args.model, device="cpu").eval()
+    s, p = feature_stride(model), model.config.patch_size
+    rng = np.random.default_rng(0)
+    rows = []
+    for path in sorted(Path(args.data).iterdir())[:args.n]:
+        image = load_image(path)
+        grid = make_grid(image.shape, p, stride=s)  # windows on the cells, as in training
+        row = {"photo": path.name}
+        with torch.inference_mode():
+            fast = dense_patch_embeddings(model, image, grid)
+            for c in args.contexts:
+                height, width = image.shape[:2]
+                inside = [(i, j) for i in range(grid.n_rows) for j in range(grid.n_cols)
+                          if min(i * s, j * s) >= c and i * s + p + c <= height and j * s + p + c <= width]
+                picks = [inside[k] for k in rng.choice(len(inside), min(args.windows, len(inside)), replace=False)]
+                views = torch.from_numpy(np.stack([image[i * s - c:i * s + p + c, j * s - c:j * s + p + c]
+                                                   for i, j in picks]))
+                hidden = model.image_trunk(patches_to_pixel_values(views, model.config.image_mean,
+                                                                   model.config.image_std))
+                cells = c // s
+                pooled = hidden[:, :, cells:hidden.shape[2] - cells, cells:hidden.shape[3] - cells].mean((2, 3))
+                z = F.normalize(model.image_projection(pooled), dim=-1).numpy()
+                cosine = np.sum(z * fast[[i * grid.n_cols + j for i, j in picks]], axis=1)
+                row[f"context_{c}"] = round(float(np.median(cosine)), 4)
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    print(json.dumps({"median over photos": {f"context_{c}": float(np.median([r[f"context_{c}"] for r in rows]))
+                                             for c in args.contexts}}))
+    return rows
+
+
 def margin(args: argparse.Namespace) -> list[dict]:
     import torch
 
@@ -192,6 +240,12 @@ def main() -> None:
     p.add_argument("--data", required=True)
     p.add_argument("--n", type=int, default=20)
     p.add_argument("--models", nargs="+", default=["exifclip-small", "exifclip-small-srm"])
+    p = sub.add_parser("context")
+    p.add_argument("--model", required=True, help="packaged name or directory")
+    p.add_argument("--data", required=True, help="a folder of photos")
+    p.add_argument("--n", type=int, default=6, help="photos")
+    p.add_argument("--windows", type=int, default=40, help="windows per photo")
+    p.add_argument("--contexts", type=int, nargs="+", default=[0, 32, 64, 96, 128, 160])
     p = sub.add_parser("margin")
     p.add_argument("--data", required=True)
     p.add_argument("--repeats", type=int, default=2)
@@ -199,7 +253,7 @@ def main() -> None:
         p.add_argument("--out", help="also write the rows as JSON")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    rows = {"speed": speed, "agreement": agreement, "margin": margin}[args.part](args)
+    rows = {"speed": speed, "agreement": agreement, "context": context, "margin": margin}[args.part](args)
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1))
 

@@ -23,6 +23,10 @@ from bench_test_time import paired_differences  # noqa: E402
 from bench_unseen_cameras import summarise, with_score_method  # noqa: E402
 
 
+def _ci(interval: list[float] | None) -> str:
+    return "" if interval is None else f"[{interval[0]:+.3f}, {interval[1]:+.3f}]"
+
+
 def load_rows(folder: Path, folds: list[int], variant: str) -> list[dict]:
     """The cached rows of ``folds`` for one variant, in the benchmark's order."""
     rows = []
@@ -47,13 +51,13 @@ def main() -> None:
         rows, reference = (load_rows(folder, args.folds, v) for folder in (args.run, args.reference))
         for folder, r in ((args.run, rows), (args.reference, reference)):
             t = summarise(with_score_method(r, args.score_method, folder.name), args.bootstrap)
-            print(f"| {v} | {folder.name} | {t['pmap']['value']:.3f} {t['pmap']['ci95']} "
-                  f"| {t['detection_ap']['value']:.3f} {t['detection_ap']['ci95']} |")
+            print(f"| {v} | {folder.name} | {t['pmap']['value']:.3f} {_ci(t['pmap']['ci95'])} "
+                  f"| {t['detection_ap']['value']:.3f} {_ci(t['detection_ap']['ci95'])} |")
         differences.append((v, paired_differences(rows, reference, args.bootstrap, score_method=args.score_method)))
     print("\nPaired differences, run - reference:\n\n| variant | p-mAP | detection AP |\n|---|---|---|")
     for v, d in differences:
-        print(f"| {v} | {d['pmap']['value']:+.3f} {d['pmap']['ci95']} "
-              f"| {d['detection_ap']['value']:+.3f} {d['detection_ap']['ci95']} |")
+        print(f"| {v} | {d['pmap']['value']:+.3f} {_ci(d['pmap']['ci95'])} "
+              f"| {d['detection_ap']['value']:+.3f} {_ci(d['detection_ap']['ci95'])} |")
 
 
 if __name__ == "__main__":

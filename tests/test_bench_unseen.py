@@ -94,3 +94,22 @@ def test_summary_matches_evaluate_localization():
     assert summary["detection_ap"]["value"] == pytest.approx(report.detection_ap, abs=1e-4)
     lo, hi = summary["pmap"]["ci95"]
     assert lo <= summary["pmap"]["value"] <= hi
+
+
+def test_paired_differences_use_the_score_asked_for():
+    from bench_test_time import paired_differences
+
+    labels = [1, 1, 1, 0, 0, 0]
+    # The run's "p95" ranks every splice above every authentic image, its "mean" does not; the reference
+    # is the other way round, so the AP difference changes sign with the score.
+    good, bad = [0.9, 0.8, 0.7, 0.3, 0.2, 0.1], [0.1, 0.8, 0.2, 0.3, 0.9, 0.7]
+    rows = [{"name": str(i), "label": y, "pmap": 0.8 if y else None, "scores": {"p95": g, "mean": b}}
+            for i, (y, g, b) in enumerate(zip(labels, good, bad))]
+    reference = [{"name": str(i), "label": y, "pmap": 0.6 if y else None, "scores": {"p95": b, "mean": g}}
+                 for i, (y, g, b) in enumerate(zip(labels, good, bad))]
+    p95 = paired_differences(rows, reference, n_boot=50, score_method="p95")
+    mean = paired_differences(rows, reference, n_boot=50)
+    assert p95["pmap"]["value"] == mean["pmap"]["value"] == pytest.approx(0.2)
+    assert p95["detection_ap"]["value"] > 0 > mean["detection_ap"]["value"]
+    with pytest.raises(ValueError, match="same images"):
+        paired_differences(rows[::-1], reference)

@@ -1,6 +1,6 @@
 """Fast mode against exact mode: speed, and how far the results move.
 
-Two parts, each in one run so that ratios compare like with like:
+Four parts, each in one run so that ratios compare like with like:
 
 ``speed``
     Seconds per photo of ``SpliceLocalizer(mode=...).localize`` (embedding
@@ -25,7 +25,7 @@ Two parts, each in one run so that ratios compare like with like:
 ``margin``
     Seconds of fast mode's trunk over a 12-MP photo with the context each
     tile reads fixed at 128 px (the old default: seams for the ResNet-50s)
-    against the trunk's own margin (half its receptive field), alternating,
+    against the trunk's own margin (what its cells' receptive field needs), alternating,
     best of ``--repeats``.
 
 Usage::
@@ -186,11 +186,12 @@ def context(args: argparse.Namespace) -> list[dict]:
                 picks = [inside[k] for k in rng.choice(len(inside), min(args.windows, len(inside)), replace=False)]
                 views = torch.from_numpy(np.stack([image[i * s - c:i * s + p + c, j * s - c:j * s + p + c]
                                                    for i, j in picks]))
-                hidden = model.image_trunk(patches_to_pixel_values(views, model.config.image_mean,
-                                                                   model.config.image_std))
-                cells = c // s
-                pooled = hidden[:, :, cells:hidden.shape[2] - cells, cells:hidden.shape[3] - cells].mean((2, 3))
-                z = F.normalize(model.image_projection(pooled), dim=-1).numpy()
+                pixels = patches_to_pixel_values(views, model.config.image_mean, model.config.image_std)
+                trained, model.config.patch_context = model.config.patch_context, c  # read as a context-c model
+                try:
+                    z = F.normalize(model.get_image_features(pixels), dim=-1).numpy()
+                finally:
+                    model.config.patch_context = trained
                 cosine = np.sum(z * fast[[i * grid.n_cols + j for i, j in picks]], axis=1)
                 row[f"context_{c}"] = round(float(np.median(cosine)), 4)
         print(json.dumps(row), flush=True)

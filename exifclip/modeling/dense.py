@@ -6,10 +6,10 @@ mode sends each pixel through the ResNet about 16 times. Here the trunk
 (stem and stages) sees every pixel about once: the photo is cut into tiles
 aligned to the trunk's total stride, each read with a margin of real pixels
 around it (:func:`trunk_margin`) so that the features kept are those of the
-whole photo, and the
-patch embedding is the average of the feature map over the patch's window
-(the tower's own global average pool, over the window, with cells cut by the
-window's edge weighted by the part inside) followed by the projection.
+whole photo, and the patch embedding is the average of the feature map over
+the patch's window (the tower's own global average pool, over the window,
+with cells cut by the window's edge weighted by the part inside) followed by
+the projection.
 
 It differs from exact mode where the ResNet sees a patch's border: exact mode
 pads each patch with zeros, fast mode sees the pixels around it. BatchNorm is

@@ -1,6 +1,6 @@
 """Fast mode against exact mode: speed, and how far the results move.
 
-Four parts, each in one run so that ratios compare like with like:
+Five parts, each in one run so that ratios compare like with like:
 
 ``speed``
     Seconds per photo of ``SpliceLocalizer(mode=...).localize`` (embedding
@@ -27,12 +27,19 @@ Four parts, each in one run so that ratios compare like with like:
     tile reads fixed at 128 px (the old default: seams for the ResNet-50s)
     against the trunk's own margin (what its cells' receptive field needs), alternating,
     best of ``--repeats``.
+``tile``
+    Seconds and peak memory of fast mode's trunk over a 12-MP (or
+    ``--size``) photo for each of ``--tiles`` (the side of the square each
+    pass computes; every tile also reads the trunk's margin around it, so
+    larger tiles re-read fewer pixels). Each tile size runs in its own
+    process, so that its peak resident memory is its own.
 
 Usage::
 
     OMP_NUM_THREADS=2 python benchmarks/bench_fast_mode.py speed --data ../shared/data/digicam
     python benchmarks/bench_fast_mode.py agreement --data ../shared/data/digicam --n 20
     OMP_NUM_THREADS=1 python benchmarks/bench_fast_mode.py margin --data ../shared/data/digicam
+    OMP_NUM_THREADS=1 python benchmarks/bench_fast_mode.py tile --data ../shared/data/digicam --tiles 1024 2048
     python benchmarks/bench_fast_mode.py context --model CKPT/fold0 --data CACHE/splices/.../fold0/authentic
 """
 
@@ -226,6 +233,44 @@ def margin(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def _tile_run(arch: str, front_end: str, size: str, data: str, tile: int, repeats: int) -> dict:
+    """One tile size, timed in this (child) process: best of ``repeats`` and the process's peak RSS."""
+    import resource
+
+    import torch
+
+    from exifclip.modeling import create_model
+    from exifclip.modeling.dense import trunk_features
+
+    image = _camera_mosaic(Path(data), SIZES_MP[size])
+    model = create_model(arch, seed=0, vision_front_end=front_end).eval().to(memory_format=torch.channels_last)
+    base_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    seconds = []
+    with torch.inference_mode():
+        for _ in range(repeats):
+            start = time.perf_counter()
+            features = trunk_features(model, image, tile=tile)
+            seconds.append(time.perf_counter() - start)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"arch": arch, "front_end": front_end, "megapixels": size, "tile": tile, "threads": torch.get_num_threads(),
+            "trunk_s": round(min(seconds), 2), "peak_rss_mib": round(peak_mib), "before_trunk_mib": round(base_mib),
+            "feature_cells": int(features.shape[-2] * features.shape[-1])}
+
+
+def tile(args: argparse.Namespace) -> list[dict]:
+    import multiprocessing
+
+    rows = []
+    context = multiprocessing.get_context("spawn")
+    for arch, front_end in (("paper-resnet50", "rgb"), ("small", "srm")):
+        for side in args.tiles:
+            with context.Pool(1) as pool:
+                row = pool.apply(_tile_run, (arch, front_end, args.size, args.data, side, args.repeats))
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="part", required=True)
@@ -250,11 +295,16 @@ def main() -> None:
     p = sub.add_parser("margin")
     p.add_argument("--data", required=True)
     p.add_argument("--repeats", type=int, default=2)
+    p = sub.add_parser("tile")
+    p.add_argument("--data", required=True)
+    p.add_argument("--size", default="12", choices=list(SIZES_MP))
+    p.add_argument("--tiles", type=int, nargs="+", default=[1024, 1536, 2048, 4096])
+    p.add_argument("--repeats", type=int, default=1)
     for p in sub.choices.values():
         p.add_argument("--out", help="also write the rows as JSON")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    rows = {"speed": speed, "agreement": agreement, "context": context, "margin": margin}[args.part](args)
+    rows = {"speed": speed, "agreement": agreement, "context": context, "margin": margin, "tile": tile}[args.part](args)
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1))
 

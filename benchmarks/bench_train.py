@@ -3,7 +3,8 @@
 ``throughput``
     Patches per second of :func:`exifclip.training.train` (forward, backward,
     AdamW step, data loading from decoded-image cache) for each architecture,
-    on synthetic 512x512 JPEGs with EXIF, random init, steps after the first.
+    on synthetic 512x512 JPEGs with EXIF (or ``--images``), random init, steps
+    after the first; ``--text-attention-dropout`` gives a row per value.
 
 ``learn``
     Train ``small`` from scratch on ``../shared/data/digicam`` with some
@@ -24,6 +25,8 @@
 Usage::
 
     python benchmarks/bench_train.py throughput --arch small paper-resnet50
+    python benchmarks/bench_train.py throughput --arch small --images ../shared/data/digicam --front-end srm \
+        --batch-size 32 --steps 40 --text-attention-dropout 0.1 0 0.1 0
     python benchmarks/bench_train.py learn --steps 300 --batch-size 32
     python benchmarks/bench_train.py learn --steps 300 --batch-size 32 --augment
 
@@ -92,19 +95,26 @@ def bench_throughput(args) -> None:
     plan = {"small": (args.batch_size or 64, args.steps or 6),
             "paper-resnet50": (args.batch_size or 16, args.steps or 3)}
     with tempfile.TemporaryDirectory() as tmp:
-        _synthetic_photos(Path(tmp), 64)
+        if args.images is None:
+            _synthetic_photos(Path(tmp), 64)
+        images = str(args.images or tmp)
         for arch in args.arch:
             batch, steps = plan[arch]
-            cfg = TrainingConfig(images=tmp, arch=arch, steps=steps + 1, batch_size=batch, min_tags=11,
-                                 cache_images=True, device=args.device, progress=False, lr=1e-4)
-            start = time.perf_counter()
-            result = train(cfg)
-            _emit({"bench": "train_throughput", "arch": arch, "device": str(next(result.model.parameters()).device),
-                   "batch_size": batch, "timed_steps": steps, "patch_size": result.model.config.patch_size,
-                   "patches_per_s": round(result.patches_per_s, 2),
-                   "s_per_step": round(batch / result.patches_per_s, 3),
-                   "wall_s": round(time.perf_counter() - start, 1),
-                   **_machine()}, args.out)
+            for dropout in args.text_attention_dropout or [None]:  # None: the architecture's own
+                cfg = TrainingConfig(images=images, arch=arch, steps=steps + 1, batch_size=batch, min_tags=11,
+                                     cache_images=True, device=args.device, progress=False, lr=1e-4,
+                                     front_end=args.front_end, text_attention_dropout=dropout)
+                start = time.perf_counter()
+                result = train(cfg)
+                _emit({"bench": "train_throughput", "arch": arch, "device": str(next(result.model.parameters()).device),
+                       "images": "synthetic" if args.images is None else str(args.images),
+                       "front_end": result.model.config.vision_front_end,
+                       "text_attention_dropout": result.model.config.text_config.attention_dropout,
+                       "batch_size": batch, "timed_steps": steps, "patch_size": result.model.config.patch_size,
+                       "patches_per_s": round(result.patches_per_s, 2),
+                       "s_per_step": round(batch / result.patches_per_s, 3),
+                       "wall_s": round(time.perf_counter() - start, 1),
+                       **_machine()}, args.out)
 
 
 # -- learning evidence on digicam ----------------------------------------------------------------
@@ -270,6 +280,10 @@ def main(argv=None) -> None:
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--images", type=Path, help="throughput: train on these photos (default: synthetic JPEGs)")
+    parser.add_argument("--front-end", help="throughput: the image tower's front-end (default: the architecture's)")
+    parser.add_argument("--text-attention-dropout", type=float, nargs="+",
+                        help="throughput: one row per value of the text tower's attention dropout")
     args = parser.parse_args(argv)
     if args.what == "throughput":
         bench_throughput(args)

@@ -473,3 +473,20 @@ def test_cli_train_reports_bad_photos_and_usage_errors(tmp_path, capsys):
     assert code == 2 and "only 5 usable photos" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", "--arch", "small", "--init", "x"])
+
+
+def test_text_attention_dropout_is_checked_built_saved_and_resumed(tmp_path):
+    with pytest.raises(ValueError, match="text_attention_dropout must be in"):
+        TrainingConfig(images="photos", arch="small", text_attention_dropout=1.0).validate()
+    with pytest.raises(ValueError, match="keeps its text tower"):
+        TrainingConfig(images="photos", init="exifclip-small", text_attention_dropout=0.0).validate()
+    write_photos(tmp_path / "photos", 8)
+    values = dict(images=str(tmp_path / "photos"), arch="small", text_attention_dropout=0.0, min_tags=5, steps=2,
+                  batch_size=4, patch_size=32, vocab_size=200, device="cpu", progress=False, seed=0,
+                  out_dir=str(tmp_path / "run"), checkpoint_every=1)
+    result = train(TrainingConfig(**values))
+    assert result.model.config.text_config.attention_dropout == 0.0
+    assert result.model.config.text_config.dropout == 0.1  # only the attention weights' dropout changes
+    assert load_model(tmp_path / "run", use_cache=False).config.text_config.attention_dropout == 0.0
+    resumed = train(TrainingConfig(**{**values, "steps": 3, "resume": True}))
+    assert resumed.resumed_from is not None and resumed.model.config.text_config.attention_dropout == 0.0

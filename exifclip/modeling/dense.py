@@ -30,8 +30,9 @@ from .model import patches_to_pixel_values
 __all__ = ["DEFAULT_MARGIN", "DEFAULT_TILE", "dense_patch_embeddings", "feature_stride", "receptive_field",
            "trunk_features", "trunk_margin", "window_weights"]
 
-#: Side of the square tiles the trunk sees at once, in pixels (rounded up to the stride).
-DEFAULT_TILE = 1024
+#: Side of the square tiles the trunk sees at once, in pixels (rounded up to the stride). Each tile re-reads
+#: the trunk's margin around it, so larger tiles cost less time; memory grows with the tile (docs/benchmarks.md).
+DEFAULT_TILE = 2048
 #: Pixels of real context read around each tile; ``None``: the trunk's own, :func:`trunk_margin`.
 DEFAULT_MARGIN = None
 

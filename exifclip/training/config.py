@@ -60,7 +60,8 @@ class TrainingConfig:
         of ``vocab_size`` is learnt from the corpus's texts; ``front_end``
         replaces the architecture's forensic front-end, see
         :mod:`exifclip.modeling.front_end`; ``patch_context`` the pixels of
-        context around each patch, ``ExifClipConfig.patch_context``) or ``init`` (fine-tune a model
+        context around each patch, ``ExifClipConfig.patch_context``;
+        ``text_attention_dropout`` the text tower's attention dropout) or ``init`` (fine-tune a model
         name/directory/Hub id, keeping its tokenizer and front-end);
         ``revision``; ``patch_size`` (default: the model's).
     Optimisation
@@ -137,6 +138,9 @@ class TrainingConfig:
     patch_context: int | None = field(default=None, metadata={
         "help": "with --arch: pixels of the photo around each training patch (a multiple of 32) that the tower sees "
         "and pools out, as fast mode does (default: the architecture's, 0)"})
+    text_attention_dropout: float | None = field(default=None, metadata={
+        "help": "with --arch: dropout on the text tower's attention weights (default: the architecture's, 0.1); "
+        "at 0 PyTorch runs its fused attention kernel"})
     init: str | None = field(default=None, metadata={
         "help": "fine-tune this model: packaged name, directory or Hub id", "exclusive": "model"})
     revision: str | None = field(default=None, metadata={"help": "Hub branch, tag or commit of --init"})
@@ -271,6 +275,12 @@ class TrainingConfig:
             if self.init is not None:
                 raise ValueError("patch_context applies to a model trained from scratch (arch); a fine-tuned model "
                                  "keeps the context it was trained with")
+        if self.text_attention_dropout is not None:
+            if not 0.0 <= self.text_attention_dropout < 1.0:
+                raise ValueError(f"text_attention_dropout must be in [0, 1), got {self.text_attention_dropout!r}")
+            if self.init is not None:
+                raise ValueError("text_attention_dropout applies to a model trained from scratch (arch); a fine-tuned "
+                                 "model keeps its text tower's settings")
         if need_data and self.images is None and self.metadata is None and self.shards is None:
             raise ValueError("give images (a directory or list of files) and/or a metadata file, or shards")
         self._validate_shards()
@@ -312,6 +322,15 @@ class TrainingConfig:
             raise ValueError(f"photos_per_camera must be an integer >= 1, got {value!r}")
         if not 0.0 <= self.tag_dropout < 1.0:
             raise ValueError(f"tag_dropout must be in [0, 1), got {self.tag_dropout!r}")
+
+    def arch_overrides(self) -> dict:
+        """What this config changes in ``arch``'s model config (``create_model`` keyword arguments)."""
+        overrides: dict[str, Any] = {} if self.front_end is None else {"vision_front_end": self.front_end}
+        if self.patch_context is not None:
+            overrides["patch_context"] = int(self.patch_context)
+        if self.text_attention_dropout is not None:
+            overrides["text_config"] = {"attention_dropout": float(self.text_attention_dropout)}
+        return overrides
 
     def _resuming(self) -> bool:
         if isinstance(self.resume, str):

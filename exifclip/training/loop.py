@@ -371,10 +371,7 @@ def _model_from_arch(config: TrainingConfig, dataset: ExifPatchDataset | ShardCo
         corpus = list(dataset.texts) + augmentation_phrases(AugmentConfig.coerce(config.augment))
         tokenizer = build_exif_tokenizer(corpus, vocab_size=config.vocab_size, model_max_length=max_len)
     tokenizer = ctx.broadcast(tokenizer)
-    overrides = {} if config.front_end is None else {"vision_front_end": config.front_end}
-    if config.patch_context is not None:
-        overrides["patch_context"] = config.patch_context
-    return create_model(config.arch, tokenizer=tokenizer, seed=config.seed, **overrides)
+    return create_model(config.arch, tokenizer=tokenizer, seed=config.seed, **config.arch_overrides())
 
 
 def _wrap_for_ranks(model: nn.Module, ctx: DistContext) -> nn.Module:

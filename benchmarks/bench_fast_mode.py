@@ -119,19 +119,21 @@ def speed(args: argparse.Namespace) -> list[dict]:
                 for grid in args.grids:
                     if grid == "dense" and size != "12":
                         continue  # at 1 MP the default grid already has the paper's overlap
-                    row = {"model": label, "megapixels": size, "grid": grid, "device": args.device,
-                           "threads": torch.get_num_threads()}
-                    for mode in ("exact", "fast"):
-                        loc = SpliceLocalizer(model=model, device=args.device, mode=mode, errors="raise").fit()
-                        if grid == "dense":  # parameters count at fit: refit with the stride
-                            loc = loc.set_params(stride=max(loc.embedder_.patch_size_ // 4, 1)).fit()
-                        row[f"{mode}_s"] = round(_time(loc, image, args.repeats), 3)
-                    row["patches"] = make_grid(image.shape, loc.embedder_.patch_size_, num_per_dim=loc.num_per_dim,
-                                               stride=loc.stride).n_patches
-                    row["speedup"] = round(row["exact_s"] / row["fast_s"], 2)
-                    row.update({f"{m}_photos_per_s": round(1 / row[f"{m}_s"], 3) for m in ("exact", "fast")})
-                    print(json.dumps(row), flush=True)
-                    rows.append(row)
+                    for runtime in args.runtimes:
+                        row = {"model": label, "megapixels": size, "grid": grid, "device": args.device,
+                               "runtime": runtime, "threads": torch.get_num_threads()}
+                        for mode in ("exact", "fast"):
+                            loc = SpliceLocalizer(model=model, device=args.device, mode=mode, runtime=runtime,
+                                                  errors="raise").fit()
+                            if grid == "dense":  # parameters count at fit: refit with the stride
+                                loc = loc.set_params(stride=max(loc.embedder_.patch_size_ // 4, 1)).fit()
+                            row[f"{mode}_s"] = round(_time(loc, image, args.repeats), 3)
+                        row["patches"] = make_grid(image.shape, loc.embedder_.patch_size_,
+                                                   num_per_dim=loc.num_per_dim, stride=loc.stride).n_patches
+                        row["speedup"] = round(row["exact_s"] / row["fast_s"], 2)
+                        row.update({f"{m}_photos_per_s": round(1 / row[f"{m}_s"], 3) for m in ("exact", "fast")})
+                        print(json.dumps(row), flush=True)
+                        rows.append(row)
     return rows
 
 
@@ -280,6 +282,9 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--grids", nargs="+", default=["default", "dense"], choices=["default", "dense"])
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (CUDA runs under bf16 autocast)")
+    p.add_argument("--runtimes", nargs="+", default=["torch"], choices=["torch", "onnxruntime"],
+                   help="the image tower's runtime, a row each (onnxruntime: the [onnx] extra; its export, once per "
+                   "model, is in the warm-up)")
     p.add_argument("--models", nargs="*", choices=["exifclip-small", "exifclip-small-srm", "paper-resnet50 (random)"],
                    help="default: all three")
     p = sub.add_parser("agreement")

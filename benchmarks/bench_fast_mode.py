@@ -210,16 +210,28 @@ def context(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
-def margin(args: argparse.Namespace) -> list[dict]:
+#: The trunks whose tiling the ``margin`` and ``tile`` parts time: (architecture, front-end), random weights.
+TRUNKS = (("paper-resnet50", "rgb"), ("small", "srm"))
+
+
+def _trunk_model(arch: str, front_end: str):
+    """A random-init model of ``arch`` with ``front_end``, in eval mode and channels_last, as models load."""
     import torch
 
     from exifclip.modeling import create_model
+
+    return create_model(arch, seed=0, vision_front_end=front_end).eval().to(memory_format=torch.channels_last)
+
+
+def margin(args: argparse.Namespace) -> list[dict]:
+    import torch
+
     from exifclip.modeling.dense import trunk_features, trunk_margin
 
     image = _camera_mosaic(Path(args.data), SIZES_MP["12"])
     rows = []
-    for arch, front_end in (("paper-resnet50", "rgb"), ("small", "srm")):
-        model = create_model(arch, seed=0, vision_front_end=front_end).eval().to(memory_format=torch.channels_last)
+    for arch, front_end in TRUNKS:
+        model = _trunk_model(arch, front_end)
         seconds: dict = {128: [], None: []}
         with torch.inference_mode():
             for rep in range(args.repeats):
@@ -241,11 +253,10 @@ def _tile_run(arch: str, front_end: str, size: str, data: str, tile: int, repeat
 
     import torch
 
-    from exifclip.modeling import create_model
     from exifclip.modeling.dense import trunk_features
 
     image = _camera_mosaic(Path(data), SIZES_MP[size])
-    model = create_model(arch, seed=0, vision_front_end=front_end).eval().to(memory_format=torch.channels_last)
+    model = _trunk_model(arch, front_end)
     base_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     seconds = []
     with torch.inference_mode():
@@ -263,10 +274,10 @@ def tile(args: argparse.Namespace) -> list[dict]:
     import multiprocessing
 
     rows = []
-    context = multiprocessing.get_context("spawn")
-    for arch, front_end in (("paper-resnet50", "rgb"), ("small", "srm")):
+    spawn = multiprocessing.get_context("spawn")
+    for arch, front_end in TRUNKS:
         for side in args.tiles:
-            with context.Pool(1) as pool:
+            with spawn.Pool(1) as pool:
                 row = pool.apply(_tile_run, (arch, front_end, args.size, args.data, side, args.repeats))
             print(json.dumps(row), flush=True)
             rows.append(row)

@@ -324,7 +324,19 @@ class TrainingConfig:
             raise ValueError(f"tag_dropout must be in [0, 1), got {self.tag_dropout!r}")
 
     def arch_overrides(self) -> dict:
-        """What this config changes in ``arch``'s model config (``create_model`` keyword arguments)."""
+        """What this config changes in ``arch``'s model config.
+
+        Returns
+        -------
+        dict
+            Keyword arguments of :func:`exifclip.modeling.factory.create_model`:
+            ``vision_front_end``, ``patch_context`` and ``text_config`` where set.
+
+        Examples
+        --------
+        >>> TrainingConfig(arch="small", front_end="srm", text_attention_dropout=0.0).arch_overrides()
+        {'vision_front_end': 'srm', 'text_config': {'attention_dropout': 0.0}}
+        """
         overrides: dict[str, Any] = {} if self.front_end is None else {"vision_front_end": self.front_end}
         if self.patch_context is not None:
             overrides["patch_context"] = int(self.patch_context)

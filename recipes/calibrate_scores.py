@@ -5,9 +5,9 @@ Scores the authentic crops of the unseen-camera benchmark
 the model was not trained on, with ``SpliceLocalizer``'s default settings,
 and writes ``score_calibration.json`` (:class:`exifclip.splice.calibration.ScoreCalibration`)
 into the model directory. It also measures, honestly, what the calibration
-does: calibrated on the authentic images of some folds, the false-alarm and
-miss rates at each alarm rate on the other folds' authentic and spliced
-images (camera models disjoint)::
+does: for each fold, calibrated on the other folds' authentic images, the
+false-alarm and miss rates at each alarm rate on that fold's authentic and
+spliced images (camera models disjoint)::
 
     python recipes/calibrate_scores.py --model exifclip-small --install
 
@@ -49,7 +49,7 @@ def _rows(args: argparse.Namespace) -> list[dict]:
 
     data, cache = Path(args.data), Path(args.cache)
     split = load_split(DEFAULT_SPLIT)
-    folds = list(range(split["n_folds"]))
+    folds = args.folds if args.folds else list(range(split["n_folds"]))
     cameras = file_cameras(data)
     fold_data = {}
     for k in folds:
@@ -103,10 +103,14 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/data")
     parser.add_argument("--cache", default=str(Path.home() / ".cache" / "exifclip-bench" / "unseen-cameras"))
     parser.add_argument("--n-per-fold", type=int, default=60)
+    parser.add_argument("--folds", type=int, nargs="+",
+                        help="calibrate on these folds' images only (default: all; two or more, for the check)")
     parser.add_argument("--score-method", default="mean",
                         help="the detection score to calibrate (SpliceLocalizer(score_method='auto') then uses it)")
     parser.add_argument("--install", action="store_true", help="write score_calibration.json into the model dir")
     args = parser.parse_args()
+    if args.folds is not None and len(set(args.folds)) < 2:
+        parser.error("--folds needs at least two folds: one part calibrates, the other checks")
 
     import torch
 
@@ -117,18 +121,20 @@ def main() -> None:
     seen = _trained_cameras(args)
     rows = [r for r in _rows(args) if r["host_camera"] not in seen and (r["donor_camera"] or "") not in seen]
     folds = sorted({r["fold"] for r in rows})
-    checks = {f"calibrated on folds {sorted(part)}": measure(rows, set(part))
-              for part in (folds[: len(folds) // 2 + 1], folds[len(folds) // 2 + 1:])}
+    # leave one fold out: calibrated on the others' authentic crops, tested on its own
+    checks = {f"fold {k} (calibrated on folds {[f for f in folds if f != k]})": measure(rows, set(folds) - {k})
+              for k in folds}
     authentic = [r["score"] for r in rows if r["label"] == 0]
     directory = Path(resolve_model_dir(args.model))
     patch_size = json.loads((directory / "config.json").read_text())["patch_size"]
+    fold_note = f", folds {folds}" if args.folds else ""
     scored_by = (f"each fold scored by the same recipe trained without its cameras ({args.fold_models})"
                  if args.fold_models else "scored by this model")
     calibration = ScoreCalibration(authentic, {"mode": "exact", "num_per_dim": 30, "stride": None,
                                                "patch_size": patch_size, "score_method": args.score_method},
                                    f"{len(authentic)} authentic crops (<= 1024 px; PNG and JPEG-90 of the same crops) "
                                    "of camera models the model never saw, from digicam + cameras-extra "
-                                   f"(benchmarks/bench_unseen_cameras.py), {scored_by}")
+                                   f"(benchmarks/bench_unseen_cameras.py{fold_note}), {scored_by}")
     report = {"model": args.model, "score_method": args.score_method, "authentic": len(authentic),
               "spliced": sum(r["label"] == 1 for r in rows), "held_out_checks": checks,
               "thresholds": {str(a): round(calibration.threshold(a), 4) for a in ALARM_RATES}}

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Prepared for a lent GPU machine (issue 18, fast mode's accuracy): train the SRM recipe's fold-0 model
 # with patch_context 128 (the `small` trunk's margin: each 64-px patch seen in a 320-px view, what fast
-# mode computes; about 30x a context-free step on a CPU), then score fold 0 in exact and fast mode on the
+# mode computes; too slow for a CPU: docs/benchmarks.md), then score fold 0 in exact and fast mode on the
 # unseen-camera benchmark and compare the two runs image by image. Rerunning resumes the training from its
 # checkpoints. Run from the repository root with the project installed, e.g. through the device tool:
 #   bash benchmarks/gpu_context_check.sh ../shared/data 2400     (results under $OUT if set)

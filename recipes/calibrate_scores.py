@@ -110,7 +110,7 @@ def main() -> None:
     parser.add_argument("--install", action="store_true", help="write score_calibration.json into the model dir")
     args = parser.parse_args()
     if args.folds is not None and len(set(args.folds)) < 2:
-        parser.error("--folds needs at least two folds: one part calibrates, the other checks")
+        parser.error("--folds needs at least two folds: each is checked against a calibration on the others")
 
     import torch
 

@@ -25,6 +25,9 @@ into ``--model``'s directory::
 
 ``--score-method`` calibrates another detection score than the paper's mean;
 the model then reports it by default (``SpliceLocalizer(score_method="auto")``).
+``--mode fast`` calibrates the scores of fast mode (the calibration then
+applies to ``SpliceLocalizer(mode="fast")`` only), for a model meant for it
+(``recipes/fast_mode_distill.py``).
 """
 
 from __future__ import annotations
@@ -56,11 +59,13 @@ def _rows(args: argparse.Namespace) -> list[dict]:
         root = build_fold_splices(split, k, data, cache, args.n_per_fold, 0, 1024)
         fold_data[k] = {v: fold_samples(root, v, cameras, args.n_per_fold) for v in ("png", "jpeg90")}
     results = cache / "results" / f"seed0-n{args.n_per_fold}-max1024"
+    suffix = " (fast)" if args.mode == "fast" else ""  # the benchmark's label of a fast-mode run
     if args.fold_models:
-        label, model_for_fold = f"fold models {args.fold_models}", lambda k: args.fold_models.format(k=k)
+        label, model_for_fold = f"fold models {args.fold_models}{suffix}", lambda k: args.fold_models.format(k=k)
     else:
-        label, model_for_fold = args.label or args.model, lambda k: args.model
-    by_variant = run_method("model", label, model_for_fold, folds, ["png", "jpeg90"], fold_data, results)
+        label, model_for_fold = f"{args.label or args.model}{suffix}", lambda k: args.model
+    by_variant = run_method("model", label, model_for_fold, folds, ["png", "jpeg90"], fold_data, results,
+                            args.mode)
     return [dict(r, variant=v) for v, rows in by_variant.items()
             for r in with_score_method(rows, args.score_method, label)]
 
@@ -107,6 +112,8 @@ def main() -> None:
                         help="calibrate on these folds' images only (default: all; two or more, for the check)")
     parser.add_argument("--score-method", default="mean",
                         help="the detection score to calibrate (SpliceLocalizer(score_method='auto') then uses it)")
+    parser.add_argument("--mode", choices=("exact", "fast"), default="exact",
+                        help="the SpliceLocalizer mode whose scores are calibrated")
     parser.add_argument("--install", action="store_true", help="write score_calibration.json into the model dir")
     args = parser.parse_args()
     if args.folds is not None and len(set(args.folds)) < 2:
@@ -130,12 +137,12 @@ def main() -> None:
     fold_note = f", folds {folds}" if args.folds else ""
     scored_by = (f"each fold scored by the same recipe trained without its cameras ({args.fold_models})"
                  if args.fold_models else "scored by this model")
-    calibration = ScoreCalibration(authentic, {"mode": "exact", "num_per_dim": 30, "stride": None,
+    calibration = ScoreCalibration(authentic, {"mode": args.mode, "num_per_dim": 30, "stride": None,
                                                "patch_size": patch_size, "score_method": args.score_method},
                                    f"{len(authentic)} authentic crops (<= 1024 px; PNG and JPEG-90 of the same crops) "
                                    "of camera models the model never saw, from digicam + cameras-extra "
                                    f"(benchmarks/bench_unseen_cameras.py{fold_note}), {scored_by}")
-    report = {"model": args.model, "score_method": args.score_method, "authentic": len(authentic),
+    report = {"model": args.model, "mode": args.mode, "score_method": args.score_method, "authentic": len(authentic),
               "spliced": sum(r["label"] == 1 for r in rows), "held_out_checks": checks,
               "thresholds": {str(a): round(calibration.threshold(a), 4) for a in ALARM_RATES}}
     print(json.dumps(report, indent=1))

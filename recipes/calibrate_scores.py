@@ -25,9 +25,10 @@ into ``--model``'s directory::
 
 ``--score-method`` calibrates another detection score than the paper's mean;
 the model then reports it by default (``SpliceLocalizer(score_method="auto")``).
-``--mode fast`` calibrates the scores of fast mode (the calibration then
+``--mode fast`` calibrates the scores of fast mode (that calibration
 applies to ``SpliceLocalizer(mode="fast")`` only), for a model meant for it
-(``recipes/fast_mode_distill.py``).
+(``recipes/fast_mode_distill.py``). ``--install`` replaces the model's
+calibration of the same mode and keeps the other mode's.
 """
 
 from __future__ import annotations
@@ -114,7 +115,8 @@ def main() -> None:
                         help="the detection score to calibrate (SpliceLocalizer(score_method='auto') then uses it)")
     parser.add_argument("--mode", choices=("exact", "fast"), default="exact",
                         help="the SpliceLocalizer mode whose scores are calibrated")
-    parser.add_argument("--install", action="store_true", help="write score_calibration.json into the model dir")
+    parser.add_argument("--install", action="store_true",
+                        help="write the calibration into the model dir's score_calibration.json")
     args = parser.parse_args()
     if args.folds is not None and len(set(args.folds)) < 2:
         parser.error("--folds needs at least two folds: each is checked against a calibration on the others")

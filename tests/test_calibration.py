@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -74,6 +76,29 @@ def test_localizer_flags_by_the_models_calibration(tiny_model_dir, tmp_path, rng
     assert other.score_calibration_ is None, "a calibration made in exact mode says nothing of fast mode"
 
 
+def test_a_model_holds_one_calibration_per_mode(tiny_model_dir, tmp_path, rng):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    settings = {"num_per_dim": 30, "stride": 8, "patch_size": 32, "score_method": "mean"}
+    ScoreCalibration(np.linspace(0, 1, 50), dict(settings, mode="exact")).save(model)
+    ScoreCalibration(np.linspace(0, 2, 40), dict(settings, mode="fast")).save(model)
+    ScoreCalibration(np.linspace(0, 3, 30), dict(settings, mode="fast")).save(model)  # replaces the first fast one
+    assert [(c.settings["mode"], c.n) for c in ScoreCalibration.load_all(model)] == [("exact", 50), ("fast", 30)]
+    for mode, n in (("exact", 50), ("fast", 30)):
+        loc = SpliceLocalizer(model=str(model), device="cpu", stride=8, mode=mode).fit()
+        assert loc.score_calibration_.n == n and loc.score_calibration_.settings["mode"] == mode
+        result = loc.localize([rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)])[0]
+        assert result.false_alarm_rate == loc.score_calibration_.false_alarm_rate(result.score)
+
+
+def test_a_single_calibration_is_written_as_older_versions_read_it(calibration, tmp_path):
+    calibration.save(tmp_path)
+    data = json.loads((tmp_path / CALIBRATION_FILE).read_text())
+    assert set(data) == {"authentic_scores", "settings", "description"}
+
+
 def test_auto_score_method_is_the_one_the_calibration_was_made_with(tiny_model_dir, tmp_path, rng):
     import shutil
 
@@ -94,17 +119,17 @@ def test_auto_score_method_is_the_one_the_calibration_was_made_with(tiny_model_d
     assert explicit.localize(images[:1])[0].flagged is None
 
 
-def test_the_packaged_model_is_calibrated_for_its_defaults():
-    loc = SpliceLocalizer(device="cpu").fit()
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_the_packaged_model_is_calibrated_for_its_defaults(mode):
+    loc = SpliceLocalizer(device="cpu", mode=mode).fit()
     assert loc.score_calibration_ is not None and loc.score_calibration_.n >= 100
+    assert loc.score_calibration_.settings["mode"] == mode, "the packaged model is distilled for both modes"
     image = np.random.default_rng(1).integers(0, 256, (256, 256, 3), dtype=np.uint8)
     result = loc.localize([image])[0]
     assert 0 < result.false_alarm_rate <= 1 and isinstance(result.flagged, bool)
 
 
 def test_cli_record_says_whether_the_photo_is_flagged(tmp_path):
-    import json
-
     from PIL import Image
 
     from exifclip.cli import main
@@ -119,4 +144,8 @@ def test_cli_record_says_whether_the_photo_is_flagged(tmp_path):
     assert main(["localize", str(path), "--out", str(tmp_path / "fast"), "--device", "cpu", "--fast",
                  "--outputs", "none"]) == 0
     fast = json.loads((tmp_path / "fast" / "photo.json").read_text())
-    assert fast["flagged"] is None and fast["verdict"].startswith("no calibration")
+    assert 0 < fast["false_alarm_rate"] <= 1, "the packaged model is calibrated in fast mode too"
+    assert main(["localize", str(path), "--out", str(tmp_path / "mean"), "--device", "cpu", "--score-method", "mean",
+                 "--outputs", "none"]) == 0
+    mean = json.loads((tmp_path / "mean" / "photo.json").read_text())
+    assert mean["flagged"] is None and mean["verdict"].startswith("no calibration")

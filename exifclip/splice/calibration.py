@@ -12,7 +12,9 @@ that disagreed most, not a finding.
 
 The calibration travels with the model, as ``score_calibration.json`` in its
 directory (``recipes/calibrate_scores.py`` writes it), and applies only to
-results made with the settings it records.
+results made with the settings it records. The file holds one calibration
+per localiser mode: a model meant for both modes (distilled for fast mode,
+:mod:`exifclip.training.distill`) carries one for exact and one for fast.
 """
 
 from __future__ import annotations
@@ -100,19 +102,52 @@ class ScoreCalibration:
                 "description": self.description}
 
     def save(self, directory: str | os.PathLike) -> Path:
-        """Write :data:`CALIBRATION_FILE` into a model directory."""
+        """Write this calibration into a model directory's :data:`CALIBRATION_FILE`.
+
+        It replaces one made in the same ``mode``; calibrations of the other
+        mode stay in the file.
+        """
+        mode = self.settings.get("mode")
+        kept = [c for c in self.load_all(directory) if c.settings.get("mode") != mode]
+        entries = [c.to_dict() for c in kept] + [self.to_dict()]
         path = Path(directory) / CALIBRATION_FILE
-        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        # one calibration is written as before, so older exifclip versions still read the file
+        path.write_text(json.dumps(entries[0] if len(entries) == 1 else {"calibrations": entries}, indent=1) + "\n")
         return path
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> ScoreCalibration | None:
-        """The calibration saved in a model directory, or ``None`` if it has none."""
+    def load_all(cls, directory: str | os.PathLike) -> list[ScoreCalibration]:
+        """Every calibration saved in a model directory (none if it has no :data:`CALIBRATION_FILE`)."""
         path = Path(directory) / CALIBRATION_FILE
         if not path.is_file():
-            return None
+            return []
         try:
             data = json.loads(path.read_text())
-            return cls(data["authentic_scores"], dict(data.get("settings", {})), str(data.get("description", "")))
+            entries = data["calibrations"] if isinstance(data, dict) and "calibrations" in data else [data]
+            return [cls(e["authentic_scores"], dict(e.get("settings", {})), str(e.get("description", "")))
+                    for e in entries]
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{path}: not a valid score calibration ({exc})") from None
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, mode: str | None = None) -> ScoreCalibration | None:
+        """The calibration saved in a model directory, or ``None`` if it has none.
+
+        With ``mode``, the one made in that mode when the model has one;
+        otherwise the file's first, whose settings still say which score the
+        model was calibrated on.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> directory = tempfile.mkdtemp()
+        >>> for mode in ("exact", "fast"):
+        ...     _ = ScoreCalibration(np.linspace(0, 1, 20), {"mode": mode}).save(directory)
+        >>> [c.settings["mode"] for c in ScoreCalibration.load_all(directory)]
+        ['exact', 'fast']
+        >>> ScoreCalibration.load(directory, mode="fast").settings
+        {'mode': 'fast'}
+        """
+        calibrations = cls.load_all(directory)
+        same_mode = [c for c in calibrations if c.settings.get("mode") == mode]
+        return (same_mode or calibrations or [None])[0]

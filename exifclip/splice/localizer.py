@@ -76,8 +76,9 @@ class SpliceLocalizer(ImageEstimator):
         calibrated one.
     score_method : str, default="auto"
         Detection score; see :func:`detection_score` (``"mean"`` is the
-        paper's). ``"auto"``: the one the model's score calibration was
-        made with (its model card says why it was chosen), else ``"mean"``.
+        paper's). ``"auto"``: the one the model's score calibration (for
+        this ``mode``, if it has one) was made with (its model card says
+        why it was chosen), else ``"mean"``.
     alarm_rate : float, default=0.05
         A photo is ``flagged`` when at most this share of authentic photos of
         unseen cameras score as high (the model's
@@ -219,7 +220,7 @@ class SpliceLocalizer(ImageEstimator):
     def _score_calibration(self) -> tuple[str, ScoreCalibration | None]:
         """The detection score in use, and the model's calibration of it if it has one for these settings."""
         directory = getattr(self.embedder_.model_, "source_dir", None)  # set by load_model; None when fine-tuned
-        calibration = ScoreCalibration.load(directory) if directory is not None else None
+        calibration = ScoreCalibration.load(directory, self.mode) if directory is not None else None
         score_method = self.score_method
         if score_method == "auto":
             score_method = calibration.settings.get("score_method", "mean") if calibration is not None else "mean"

@@ -14,6 +14,18 @@ def test_exif_words_are_tokens_and_round_trip(tmp_path):
     assert again(text)["input_ids"] == tok(text)["input_ids"]
 
 
+def test_a_loaded_tokenizer_normalises_as_the_one_the_model_was_trained_with(tmp_path):
+    from exifclip.modeling.hub import load_tokenizer
+
+    built = build_exif_tokenizer()
+    built.save_pretrained(tmp_path / "first")
+    loaded = load_tokenizer(tmp_path / "first")
+    loaded.save_pretrained(tmp_path / "second")  # a fine-tuned or distilled model saves the tokenizer again
+    text = "Make: Canon, Artist: Zo\u00eb \u6771\u4eac, Software: v1\x07beta"  # accent, CJK, a control character
+    for tokenizer in (loaded, load_tokenizer(tmp_path / "second")):
+        assert tokenizer(text)["input_ids"] == built(text)["input_ids"]
+
+
 def test_vocabulary_comes_from_the_corpus():
     tok = build_exif_tokenizer(["Make: Hasselblad, Model: X2D 100C"] * 5, vocab_size=400)
     assert "hasselblad" in tok.get_vocab()

@@ -273,7 +273,15 @@ def load_tokenizer(directory: str | os.PathLike):
     directory = Path(directory)
     if not any((directory / f).is_file() for f in ("tokenizer.json", "vocab.txt")):
         return None
-    return DistilBertTokenizerFast.from_pretrained(directory)
+    tokenizer = DistilBertTokenizerFast.from_pretrained(directory)
+    saved = directory / "tokenizer.json"
+    if saved.is_file():
+        from tokenizers import Tokenizer
+
+        # transformers rebuilds a BERT normaliser from the tokenizer's settings, which splits CJK
+        # characters and drops control characters unlike the normaliser the model was trained with
+        tokenizer.backend_tokenizer.normalizer = Tokenizer.from_file(str(saved)).normalizer
+    return tokenizer
 
 
 def load_model(

@@ -8,6 +8,11 @@ images for both)::
 
     python benchmarks/compare_rows.py CACHE/results/seed0-n60-max1024/RUN_A CACHE/results/seed0-n60-max1024/RUN_B \\
         --folds 0 1 --score-method heatmap_p95
+
+``--by-splice-side`` also splits the spliced images by the side of their
+splice (the square root of the mask's area, read from the benchmark's own
+``CACHE/splices/BENCH_ID/foldK/masks``) and gives, per band, both runs' mean
+p-mAP and their paired difference with a bootstrap interval over images.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -35,6 +42,47 @@ def load_rows(folder: Path, folds: list[int], variant: str) -> list[dict]:
     return rows
 
 
+def splice_sides(folder: Path, folds: list[int], variant: str) -> dict[str, float]:
+    """Each spliced image's splice side in pixels (square root of its mask area), by the name in the rows."""
+    from PIL import Image
+
+    splices = folder.parent.parent.parent / "splices" / folder.parent.name
+    sides = {}
+    for k in folds:
+        for row in json.loads((folder / f"fold{k}-{variant}.json").read_text()):
+            if row["label"] == 1:
+                stem = Path(row["name"]).stem
+                mask = np.asarray(Image.open(splices / f"fold{k}" / "masks" / f"{stem}.png"))
+                sides[f"{k}/{row['name']}"] = float(np.sqrt((mask > 0).sum()))
+    return sides
+
+
+def by_splice_side(run: Path, reference: Path, folds: list[int], variants: list[str], edges: list[int],
+                   n_boot: int) -> list[tuple]:
+    """Per band of splice side: images, mean p-mAP of both runs, mean paired difference and its 95 % interval."""
+    side, a, b = [], [], []
+    for v in variants:
+        sides = splice_sides(run, folds, v)
+        for k in folds:
+            mine = {r["name"]: r for r in load_rows(run, [k], v) if r["label"] == 1}
+            theirs = {r["name"]: r for r in load_rows(reference, [k], v) if r["label"] == 1}
+            for name, r in mine.items():
+                side.append(sides[f"{k}/{name}"])
+                a.append(r["pmap"])
+                b.append(theirs[name]["pmap"])
+    side, a, b = map(np.asarray, (side, a, b))
+    rng = np.random.default_rng(0)
+    bands = []
+    for lo, hi in zip([0, *edges], [*edges, np.inf]):
+        d = (a - b)[(side >= lo) & (side < hi)]
+        if not len(d):
+            continue
+        boots = d[rng.integers(0, len(d), (n_boot, len(d)))].mean(1)
+        bands.append((lo, hi, len(d), a[(side >= lo) & (side < hi)].mean(), b[(side >= lo) & (side < hi)].mean(),
+                      d.mean(), np.quantile(boots, [0.025, 0.975])))
+    return bands
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="the run to judge: a method's folder of cached rows")
@@ -43,6 +91,9 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=["png", "jpeg90"])
     parser.add_argument("--score-method", default="mean")
     parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--by-splice-side", action="store_true",
+                        help="also split the spliced images' p-mAP by splice side (variants pooled)")
+    parser.add_argument("--side-edges", type=int, nargs="+", default=[300, 400, 500], help="band edges, px")
     args = parser.parse_args()
 
     print(f"| variant | run | p-mAP | detection AP ({args.score_method}) |\n|---|---|---|---|")
@@ -58,6 +109,13 @@ def main() -> None:
     for v, d in differences:
         print(f"| {v} | {d['pmap']['value']:+.3f} {_ci(d['pmap']['ci95'])} "
               f"| {d['detection_ap']['value']:+.3f} {_ci(d['detection_ap']['ci95'])} |")
+    if args.by_splice_side:
+        print(f"\nBy splice side ({', '.join(args.variants)} pooled), run - reference:\n\n"
+              "| splice side | images | run p-mAP | reference p-mAP | difference |\n|---|---|---|---|---|")
+        for lo, hi, n, a, b, d, ci in by_splice_side(args.run, args.reference, args.folds, args.variants,
+                                                     args.side_edges, args.bootstrap):
+            band = f"{lo}-{hi} px" if np.isfinite(hi) else f"{lo} px and over"
+            print(f"| {band} | {n} | {a:.3f} | {b:.3f} | {d:+.3f} {_ci(list(ci))} |")
 
 
 if __name__ == "__main__":

@@ -113,3 +113,27 @@ def test_paired_differences_use_the_score_asked_for():
     assert p95["detection_ap"]["value"] > 0 > mean["detection_ap"]["value"]
     with pytest.raises(ValueError, match="same images"):
         paired_differences(rows[::-1], reference)
+
+
+def test_by_splice_side_pairs_each_image_with_its_mask(tmp_path):
+    import json
+
+    from PIL import Image
+
+    compare = pytest.importorskip("compare_rows")
+    results, masks = tmp_path / "results" / "b", tmp_path / "splices" / "b" / "fold0" / "masks"
+    masks.mkdir(parents=True)
+    for stem, side in (("0000", 100), ("0001", 450)):  # a small and a large square splice
+        mask = np.zeros((512, 512), np.uint8)
+        mask[:side, :side] = 255
+        Image.fromarray(mask).save(masks / f"{stem}.png")
+    for run, pmaps in (("A", [0.9, 0.5]), ("B", [0.6, 0.6])):
+        rows = [{"name": f"spliced/{s}.png", "label": 1, "pmap": p} for s, p in zip(("0000", "0001"), pmaps)]
+        rows.append({"name": "authentic/0000.png", "label": 0})
+        (results / run).mkdir(parents=True)
+        (results / run / "fold0-png.json").write_text(json.dumps(rows))
+    bands = compare.by_splice_side(results / "A", results / "B", [0], ["png"], [300, 400], n_boot=50)
+    assert [(lo, n) for lo, _, n, *_ in bands] == [(0, 1), (400, 1)]  # the empty 300-400 band is left out
+    (_, _, _, a, b, d, ci), (*_, d2, _) = bands
+    assert (a, b, d2) == (0.9, 0.6, pytest.approx(-0.1)) and d == pytest.approx(0.3)
+    assert ci[0] == pytest.approx(0.3) and ci[1] == pytest.approx(0.3)

@@ -12,7 +12,7 @@ from exifclip import ExifPatchEmbedder, SpliceLocalizer
 from exifclip.cli import main
 from exifclip.modeling.dense import (dense_patch_embeddings, feature_stride, receptive_field, trunk_features,
                                      trunk_margin, window_weights)
-from exifclip.modeling.factory import create_model, list_architectures
+from exifclip.modeling.factory import create_model, get_architecture_config, list_architectures
 from exifclip.patches import make_grid
 
 from .conftest import TINY, make_tiny_model
@@ -59,7 +59,8 @@ def test_tiles_give_the_whole_photo_features(rng):
 
 def _narrow(arch, front_end):
     """``arch``'s depths, kernels and strides (what the receptive field is made of) at a width of 8 channels."""
-    vision = {"embedding_size": 8, "hidden_sizes": [8, 8, 8, 8]}
+    stages = len(get_architecture_config(arch).vision_config.depths)
+    vision = {"embedding_size": 8, "hidden_sizes": [8] * stages}
     return create_model(arch, seed=0, vision_config=vision, vision_front_end=front_end).eval()
 
 
@@ -78,6 +79,13 @@ def test_the_default_margin_leaves_no_seam_where_tiles_meet(arch, front_end, rng
     assert float((tiled - whole).abs().max()) <= 1e-5 * scale
     # The receptive field is not overstated: a margin short of it leaves seams.
     assert float((short - whole).abs().max()) > 1e-4 * scale
+
+
+@pytest.mark.parametrize(("arch", "stride", "field", "margin"), [("small", 32, 199, 128), ("small-s16", 16, 103, 64)])
+def test_small_s16_halves_the_stride_and_the_receptive_field(arch, stride, field, margin):
+    # What small-s16 is for: fast mode's windows see about half as far past their edge.
+    model = _narrow(arch, "srm")
+    assert (feature_stride(model), receptive_field(model), trunk_margin(model)) == (stride, field, margin)
 
 
 def test_receptive_field_is_where_a_cells_gradient_reaches(rng):

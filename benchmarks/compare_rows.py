@@ -74,12 +74,13 @@ def by_splice_side(run: Path, reference: Path, folds: list[int], variants: list[
     rng = np.random.default_rng(0)
     bands = []
     for lo, hi in zip([0, *edges], [*edges, np.inf]):
-        d = (a - b)[(side >= lo) & (side < hi)]
-        if not len(d):
+        inside = (side >= lo) & (side < hi)
+        if not inside.any():
             continue
+        d = a[inside] - b[inside]
         boots = d[rng.integers(0, len(d), (n_boot, len(d)))].mean(1)
-        bands.append((lo, hi, len(d), a[(side >= lo) & (side < hi)].mean(), b[(side >= lo) & (side < hi)].mean(),
-                      d.mean(), np.quantile(boots, [0.025, 0.975])))
+        bands.append((lo, hi, len(d), a[inside].mean(), b[inside].mean(), d.mean(),
+                      np.quantile(boots, [0.025, 0.975])))
     return bands
 
 

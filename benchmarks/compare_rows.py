@@ -42,34 +42,27 @@ def load_rows(folder: Path, folds: list[int], variant: str) -> list[dict]:
     return rows
 
 
-def splice_sides(folder: Path, folds: list[int], variant: str) -> dict[str, float]:
-    """Each spliced image's splice side in pixels (square root of its mask area), by the name in the rows."""
+def splice_side(splices: Path, fold: int, name: str) -> float:
+    """A spliced image's splice side in pixels: the square root of its mask's area (``splices/foldK/masks``)."""
     from PIL import Image
 
-    splices = folder.parent.parent.parent / "splices" / folder.parent.name
-    sides = {}
-    for k in folds:
-        for row in json.loads((folder / f"fold{k}-{variant}.json").read_text()):
-            if row["label"] == 1:
-                stem = Path(row["name"]).stem
-                mask = np.asarray(Image.open(splices / f"fold{k}" / "masks" / f"{stem}.png"))
-                sides[f"{k}/{row['name']}"] = float(np.sqrt((mask > 0).sum()))
-    return sides
+    mask = np.asarray(Image.open(splices / f"fold{fold}" / "masks" / f"{Path(name).stem}.png"))
+    return float(np.sqrt((mask > 0).sum()))
 
 
 def by_splice_side(run: Path, reference: Path, folds: list[int], variants: list[str], edges: list[int],
                    n_boot: int) -> list[tuple]:
     """Per band of splice side: images, mean p-mAP of both runs, mean paired difference and its 95 % interval."""
+    splices = run.parent.parent.parent / "splices" / run.parent.name  # RUN is CACHE/results/BENCH_ID/RUN
     side, a, b = [], [], []
     for v in variants:
-        sides = splice_sides(run, folds, v)
         for k in folds:
-            mine = {r["name"]: r for r in load_rows(run, [k], v) if r["label"] == 1}
-            theirs = {r["name"]: r for r in load_rows(reference, [k], v) if r["label"] == 1}
-            for name, r in mine.items():
-                side.append(sides[f"{k}/{name}"])
-                a.append(r["pmap"])
-                b.append(theirs[name]["pmap"])
+            theirs = {r["name"]: r for r in load_rows(reference, [k], v)}
+            for r in load_rows(run, [k], v):
+                if r["label"] == 1:
+                    side.append(splice_side(splices, k, r["name"]))
+                    a.append(r["pmap"])
+                    b.append(theirs[r["name"]]["pmap"])
     side, a, b = map(np.asarray, (side, a, b))
     rng = np.random.default_rng(0)
     bands = []

@@ -11,9 +11,11 @@ in docs/benchmarks.md, "Unseen-camera benchmark")::
 Rerunning the command resumes from the last checkpoint. The same recipe,
 trained without one fold's cameras, is what the unseen-camera benchmark
 scores: ``python recipes/fold_training.py --recipe small-srm ...``.
+``--arch small-s16`` trains the same recipe on the three-stage trunk.
 ``--install`` copies the weights, config and tokenizer into
-``exifclip/models/exifclip-small-srm/`` (its model card is written by hand
-from the measured figures; ``recipes/training_data_card.py`` writes its
+``exifclip/models/exifclip-small-srm/``, or ``exifclip/models/NAME/`` with
+``--install NAME`` (its model card is written by hand from the measured
+figures; ``recipes/training_data_card.py`` writes its
 training-data section).
 """
 
@@ -50,14 +52,16 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/data", help="folder holding digicam/ and cameras-extra/")
     parser.add_argument("--out", required=True, help="training output folder (keep it outside the repository)")
     parser.add_argument("--steps", type=int, default=RECIPE["steps"], help="optimiser steps (default: the recipe's)")
-    parser.add_argument("--install", action="store_true",
-                        help="copy the result into exifclip/models/exifclip-small-srm")
+    parser.add_argument("--arch", default=RECIPE["arch"],
+                        help="registered architecture (default: the recipe's; small-s16 for the 16-px trunk)")
+    parser.add_argument("--install", metavar="NAME", nargs="?", const="exifclip-small-srm",
+                        help="copy the result into exifclip/models/NAME (default name: exifclip-small-srm)")
     args = parser.parse_args()
 
     from exifclip.training import TrainingConfig, train
 
     files = all_photos(Path(args.data))
-    recipe = dict(RECIPE, steps=args.steps)
+    recipe = dict(RECIPE, steps=args.steps, arch=args.arch)
     config = TrainingConfig(images=files, out_dir=args.out, resume=True, **dict(recipe, progress=False))
     start = time.perf_counter()
     result = train(config)
@@ -69,7 +73,7 @@ def main() -> None:
     (out / "recipe_summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary), flush=True)
     if args.install:
-        print(f"installed into {install(out, 'exifclip-small-srm')}")
+        print(f"installed into {install(out, args.install)}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ Five parts, each in one run so that ratios compare like with like:
 ``speed``
     Seconds per photo of ``SpliceLocalizer(mode=...).localize`` (embedding
     and post-processing) for the packaged ``exifclip-small`` and
-    ``exifclip-small-srm`` and a random-init ``paper-resnet50``, on 1, 12 and 50 MP photos (camera photos from
+    ``exifclip-small-srm`` and a random-init ``paper-resnet50`` (or ``--models``: packaged names or model
+    folders), on 1, 12 and 50 MP photos (camera photos from
     ``--data`` tiled up to size, so the pixels have real camera statistics),
     on the default grid (30 patches along the longer side) and, at 12 MP, on
     a dense grid (stride = patch / 4, the paper's overlap on a 1-MP photo). The cost
@@ -112,7 +113,8 @@ def speed(args: argparse.Namespace) -> list[dict]:
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        models = {k: v for k, v in _models(Path(tmp)).items() if not args.models or k in args.models}
+        known = _models(Path(tmp))
+        models = {m: known.get(m, m) for m in args.models} if args.models else known
         for size in args.sizes:
             image = _camera_mosaic(Path(args.data), SIZES_MP[size])
             for label, model in models.items():
@@ -296,8 +298,9 @@ def main() -> None:
     p.add_argument("--runtimes", nargs="+", default=["torch"], choices=["torch", "onnxruntime"],
                    help="the image tower's runtime, a row each (onnxruntime: the [onnx] extra; its export, once per "
                    "model, is in the warm-up)")
-    p.add_argument("--models", nargs="*", choices=["exifclip-small", "exifclip-small-srm", "paper-resnet50 (random)"],
-                   help="default: all three")
+    p.add_argument("--models", nargs="*", metavar="MODEL",
+                   help="packaged names, model folders or 'paper-resnet50 (random)' (default: exifclip-small, "
+                   "exifclip-small-srm and that)")
     p = sub.add_parser("agreement")
     p.add_argument("--data", required=True)
     p.add_argument("--n", type=int, default=20)

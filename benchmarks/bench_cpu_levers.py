@@ -181,7 +181,7 @@ def main() -> None:
     parser.add_argument("--archs", nargs="*", default=["small", "paper-resnet50"])
     parser.add_argument("--photos", help="a folder of camera JPEGs: also measure the thread split")
     parser.add_argument("--n-photos", type=int, default=12)
-    parser.add_argument("--model", default="exifclip-small-srm",
+    parser.add_argument("--model", default="exifclip-small-s16",
                         help="model of the thread-split runs (an architecture name: random weights)")
     parser.add_argument("--modes", nargs="+", default=["exact", "fast"], choices=["exact", "fast"])
     parser.add_argument("--runtimes-only", action="store_true", help="2 torch threads only, no decoding thread")

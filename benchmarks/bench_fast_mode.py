@@ -5,8 +5,9 @@ Five parts, each in one run so that ratios compare like with like:
 ``speed``
     Seconds per photo of ``SpliceLocalizer(mode=...).localize`` (embedding
     and post-processing) for the packaged ``exifclip-small`` and
-    ``exifclip-small-srm`` and a random-init ``paper-resnet50`` (or ``--models``: packaged names or model
-    folders), on 1, 12 and 50 MP photos (camera photos from
+    ``exifclip-small-s16`` (the default splice model) and a random-init
+    ``paper-resnet50`` (or ``--models``: packaged names or model folders),
+    on 1, 12 and 50 MP photos (camera photos from
     ``--data`` tiled up to size, so the pixels have real camera statistics),
     on the default grid (30 patches along the longer side) and, at 12 MP, on
     a dense grid (stride = patch / 4, the paper's overlap on a 1-MP photo). The cost
@@ -84,7 +85,7 @@ def _models(work: Path) -> dict[str, str]:
     paper = work / "paper-resnet50-random"
     if not (paper / "config.json").is_file():
         create_model("paper-resnet50", seed=0).save_pretrained(paper)
-    return {"exifclip-small": "exifclip-small", "exifclip-small-srm": "exifclip-small-srm",
+    return {"exifclip-small": "exifclip-small", "exifclip-small-s16": "exifclip-small-s16",
             "paper-resnet50 (random)": str(paper)}
 
 
@@ -300,11 +301,11 @@ def main() -> None:
                    "model, is in the warm-up)")
     p.add_argument("--models", nargs="*", metavar="MODEL",
                    help="packaged names, model folders or 'paper-resnet50 (random)' (default: exifclip-small, "
-                   "exifclip-small-srm and that)")
+                   "exifclip-small-s16 and that)")
     p = sub.add_parser("agreement")
     p.add_argument("--data", required=True)
     p.add_argument("--n", type=int, default=20)
-    p.add_argument("--models", nargs="+", default=["exifclip-small", "exifclip-small-srm"])
+    p.add_argument("--models", nargs="+", default=["exifclip-small", "exifclip-small-s16"])
     p = sub.add_parser("context")
     p.add_argument("--model", required=True, help="packaged name or directory")
     p.add_argument("--data", required=True, help="a folder of photos")

@@ -1,4 +1,4 @@
-"""Regenerate the packaged model ``exifclip-small-srm`` from the data.
+"""Regenerate the packaged models ``exifclip-small-srm`` and ``exifclip-small-s16`` from the data.
 
 The ``small`` architecture with the SRM residual front-end
 (:mod:`exifclip.modeling.front_end`), the patch-to-patch term and processing
@@ -11,7 +11,10 @@ in docs/benchmarks.md, "Unseen-camera benchmark")::
 Rerunning the command resumes from the last checkpoint. The same recipe,
 trained without one fold's cameras, is what the unseen-camera benchmark
 scores: ``python recipes/fold_training.py --recipe small-srm ...``.
-``--arch small-s16`` trains the same recipe on the three-stage trunk.
+``--arch small-s16`` trains the same recipe on the three-stage trunk: the
+packaged default ``exifclip-small-s16`` is that, distilled for fast mode
+(``recipes/fast_mode_distill.py --teacher CKPT/exifclip-small-s16 ...
+--install exifclip-small-s16``).
 ``--install`` copies the weights, config and tokenizer into
 ``exifclip/models/exifclip-small-srm/``, or ``exifclip/models/NAME/`` with
 ``--install NAME`` (its model card is written by hand from the measured

@@ -1,10 +1,14 @@
 """Distil a trained model's exact mode into its fast mode (:mod:`exifclip.training.distill`).
 
 The packaged default, on the photos its recipe trained on (digicam and
-cameras-extra), installed in its place::
+cameras-extra), from the recipe's output (``recipes/exifclip_small_srm.py
+--arch small-s16 --out CKPT/exifclip-small-s16``), installed::
 
-    python recipes/fast_mode_distill.py --teacher exifclip-small-srm --data ../shared/data \\
-        --out CKPT/srm-distilled --install exifclip-small-srm
+    python recipes/fast_mode_distill.py --teacher CKPT/exifclip-small-s16 --data ../shared/data \\
+        --out CKPT/s16-distilled --install exifclip-small-s16
+
+(``exifclip-small-srm`` was distilled the same way, with ``--teacher`` its
+undistilled weights.)
 
 The unseen-camera benchmark's fold models, each on its own fold's training
 photos only (so fold ``k``'s cameras stay unseen), then scored in both modes::

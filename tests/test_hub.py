@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from exifclip import hub
-from exifclip.modeling.hub import ModelNotFoundError, clear_model_cache, load_model, resolve_model_dir
+from exifclip.modeling.hub import (ModelNotFoundError, clear_model_cache, load_model, packaged_models,
+                                   resolve_model_dir)
 from exifclip.modeling import ExifClipModel
 
 from .conftest import make_tiny_model
@@ -186,3 +187,33 @@ def test_resolve_device():
 def test_an_architecture_name_is_not_a_model_and_the_error_says_where_weights_come_from():
     with pytest.raises(ModelNotFoundError, match="an architecture, not a trained model.*convert-official"):
         load_model("paper-resnet50")
+
+
+def test_a_saved_model_does_not_record_how_its_tokenizer_was_loaded(tiny_model_dir, tmp_path):
+    import json
+
+    # loaded offline from a folder, then saved to be published: the folder must not say "local only"
+    load_model(tiny_model_dir).save_pretrained(tmp_path)
+    settings = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    assert not {"is_local", "local_files_only", "token", "_commit_hash"} & set(settings)
+    assert settings["tokenizer_class"] == "DistilBertTokenizer"
+    reloaded = load_model(tmp_path)
+    text = "Make: Canon Model: EOS 5D"
+    assert reloaded.tokenizer(text)["input_ids"] == load_model(tiny_model_dir).tokenizer(text)["input_ids"]
+
+
+@pytest.mark.parametrize("name", packaged_models())
+def test_every_packaged_model_loads_offline_and_has_a_card_for_what_it_is(name):
+    import json
+
+    from exifclip.modeling.hub import PACKAGED_MODELS_DIR
+
+    folder = PACKAGED_MODELS_DIR / name
+    model = load_model(name)
+    assert model.tokenizer is not None and not model.training
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    assert card.startswith("---\nlicense:") and f"# {name}\n" in card, "Hub front matter, then the model's name"
+    assert f"`{model.config.architecture}`" in card, "the card names the architecture the config builds"
+    tokenizer_settings = json.loads((folder / "tokenizer_config.json").read_text())
+    assert "local_files_only" not in tokenizer_settings
+    assert (folder / "model.safetensors").is_file() and not any(folder.glob("*.bin"))

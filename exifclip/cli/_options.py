@@ -175,7 +175,7 @@ def _image_extensions() -> tuple[str, ...]:
 
 
 #: The default ``--model`` of the splice commands (``localize``, ``evaluate``), as ``SpliceLocalizer``'s.
-SPLICE_MODEL = "exifclip-small-srm"
+SPLICE_MODEL = "exifclip-small-s16"
 #: The default ``--model`` of the other commands, as ``ExifPatchEmbedder``'s.
 EMBEDDING_MODEL = "exifclip-small"
 

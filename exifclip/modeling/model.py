@@ -8,8 +8,10 @@ it saves as ``config.json`` + ``model.safetensors`` and loads without
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -195,7 +197,23 @@ class ExifClipModel(PreTrainedModel):
                 hf_logging.enable_progress_bar()
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(save_directory)
+            _drop_load_time_keys(Path(save_directory) / "tokenizer_config.json")
         return result
+
+
+# transformers records how a tokenizer was loaded (a local folder, offline, a token) among the
+# settings it saves; in a published model they are wrong or worse (a token), so they are dropped
+_LOAD_TIME_KEYS = ("is_local", "local_files_only", "cache_dir", "force_download", "token",
+                   "use_auth_token", "revision", "_commit_hash", "subfolder", "proxies")
+
+
+def _drop_load_time_keys(tokenizer_config: Path) -> None:
+    if not tokenizer_config.is_file():
+        return
+    settings = json.loads(tokenizer_config.read_text(encoding="utf-8"))
+    kept = {key: value for key, value in settings.items() if key not in _LOAD_TIME_KEYS}
+    if kept != settings:
+        tokenizer_config.write_text(json.dumps(kept, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 

@@ -43,7 +43,7 @@ class SpliceLocalizer(ImageEstimator):
 
     Parameters
     ----------
-    model : str, default="exifclip-small-srm"
+    model : str, default="exifclip-small-s16"
         Packaged model name, local directory, or Hugging Face Hub id. The
         default is the packaged model chosen for splice localisation on
         cameras no training step saw (its card gives the figures).
@@ -153,7 +153,7 @@ class SpliceLocalizer(ImageEstimator):
 
     def __init__(
         self,
-        model: str = "exifclip-small-srm",
+        model: str = "exifclip-small-s16",
         revision: str | None = None,
         patch_size: int | None = None,
         num_per_dim: int = 30,

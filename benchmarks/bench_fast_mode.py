@@ -14,6 +14,13 @@ Five parts, each in one run so that ratios compare like with like:
     of exact mode follows the number of patches; that of fast mode the number
     of pixels, so the ratio is about the grid's overlap ``(patch / stride)^2``.
     ``--device cuda`` times the same on a GPU (photos/s in each row).
+``interleaved``
+    Two or more ``--models`` timed against each other in one process: the
+    models alternate on the same 1024x1024 crops of ``--data`` photos, in
+    reversed order every other round, each mode in turn; the median and
+    minimum seconds per photo and each model's ratio of medians to the
+    first's. Timed one after the other, two models meet different moments
+    of a shared machine's load; interleaved, they meet the same.
 ``agreement``
     On real photos: cosine between the exact and fast embedding of each
     patch, and the correlation of the two heatmaps, for each of ``--models``
@@ -39,6 +46,8 @@ Five parts, each in one run so that ratios compare like with like:
 Usage::
 
     OMP_NUM_THREADS=2 python benchmarks/bench_fast_mode.py speed --data ../shared/data/digicam
+    OMP_NUM_THREADS=2 python benchmarks/bench_fast_mode.py interleaved --data ../shared/data/digicam \
+        --models exifclip-small-srm exifclip-small-s16
     python benchmarks/bench_fast_mode.py agreement --data ../shared/data/digicam --n 20
     OMP_NUM_THREADS=1 python benchmarks/bench_fast_mode.py margin --data ../shared/data/digicam
     OMP_NUM_THREADS=1 python benchmarks/bench_fast_mode.py tile --data ../shared/data/digicam --tiles 1024 2048
@@ -137,6 +146,37 @@ def speed(args: argparse.Namespace) -> list[dict]:
                         row.update({f"{m}_photos_per_s": round(1 / row[f"{m}_s"], 3) for m in ("exact", "fast")})
                         print(json.dumps(row), flush=True)
                         rows.append(row)
+    return rows
+
+
+def interleaved(args: argparse.Namespace) -> list[dict]:
+    import torch
+
+    from exifclip import SpliceLocalizer, load_image
+
+    files = sorted(p for p in Path(args.data).iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
+    picks = files[:: max(len(files) // args.photos, 1)][: args.photos]
+    crops = [np.ascontiguousarray(load_image(f)[:1024, :1024]) for f in picks]
+    rows = []
+    for mode in ("exact", "fast"):
+        localizers = [(m, SpliceLocalizer(model=m, device="cpu", mode=mode, errors="raise").fit())
+                      for m in args.models]
+        for _, loc in localizers:
+            loc.localize(crops[:1])  # warm-up: model load, kernel selection
+        times: dict[str, list[float]] = {m: [] for m in args.models}
+        for r in range(args.rounds):
+            for model, loc in localizers if r % 2 == 0 else localizers[::-1]:
+                for crop in crops:
+                    start = time.perf_counter()
+                    loc.localize([crop])
+                    times[model].append(time.perf_counter() - start)
+        first = float(np.median(times[args.models[0]]))
+        for model in args.models:
+            row = {"model": model, "mode": mode, "threads": torch.get_num_threads(),
+                   "median_s": round(float(np.median(times[model])), 3), "min_s": round(min(times[model]), 3),
+                   "n": len(times[model]), "ratio_of_medians": round(float(np.median(times[model])) / first, 3)}
+            print(json.dumps(row), flush=True)
+            rows.append(row)
     return rows
 
 
@@ -302,6 +342,12 @@ def main() -> None:
     p.add_argument("--models", nargs="*", metavar="MODEL",
                    help="packaged names, model folders or 'paper-resnet50 (random)' (default: exifclip-small, "
                    "exifclip-small-s16 and that)")
+    p = sub.add_parser("interleaved")
+    p.add_argument("--data", required=True, help="a folder of camera JPEGs")
+    p.add_argument("--models", nargs="+", required=True, help="packaged names or model folders; ratios to the first")
+    p.add_argument("--photos", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=8)
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     p = sub.add_parser("agreement")
     p.add_argument("--data", required=True)
     p.add_argument("--n", type=int, default=20)
@@ -324,7 +370,13 @@ def main() -> None:
         p.add_argument("--out", help="also write the rows as JSON")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    rows = {"speed": speed, "agreement": agreement, "context": context, "margin": margin, "tile": tile}[args.part](args)
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+    parts = {"speed": speed, "interleaved": interleaved, "agreement": agreement, "context": context, "margin": margin,
+             "tile": tile}
+    rows = parts[args.part](args)
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1))
 

@@ -68,11 +68,15 @@ import numpy as np
 SIZES_MP = {"1": (1024, 1024), "12": (3000, 4000), "50": (6144, 8192)}
 
 
+def _camera_jpegs(data: Path) -> list[Path]:
+    return sorted(p for p in data.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
+
+
 def _camera_mosaic(data: Path, shape: tuple[int, int]) -> np.ndarray:
     """A photo of ``shape`` tiled from real camera photos (no resizing)."""
     from exifclip import load_image
 
-    files = sorted(p for p in data.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
+    files = _camera_jpegs(data)
     out = np.empty((*shape, 3), np.uint8)
     y = i = 0
     while y < shape[0]:
@@ -154,7 +158,9 @@ def interleaved(args: argparse.Namespace) -> list[dict]:
 
     from exifclip import SpliceLocalizer, load_image
 
-    files = sorted(p for p in Path(args.data).iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    files = _camera_jpegs(Path(args.data))
     picks = files[:: max(len(files) // args.photos, 1)][: args.photos]
     crops = [np.ascontiguousarray(load_image(f)[:1024, :1024]) for f in picks]
     rows = []
@@ -170,11 +176,11 @@ def interleaved(args: argparse.Namespace) -> list[dict]:
                     start = time.perf_counter()
                     loc.localize([crop])
                     times[model].append(time.perf_counter() - start)
-        first = float(np.median(times[args.models[0]]))
+        medians = {model: float(np.median(t)) for model, t in times.items()}
         for model in args.models:
             row = {"model": model, "mode": mode, "threads": torch.get_num_threads(),
-                   "median_s": round(float(np.median(times[model])), 3), "min_s": round(min(times[model]), 3),
-                   "n": len(times[model]), "ratio_of_medians": round(float(np.median(times[model])) / first, 3)}
+                   "median_s": round(medians[model], 3), "min_s": round(min(times[model]), 3),
+                   "n": len(times[model]), "ratio_of_medians": round(medians[model] / medians[args.models[0]], 3)}
             print(json.dumps(row), flush=True)
             rows.append(row)
     return rows
@@ -370,10 +376,6 @@ def main() -> None:
         p.add_argument("--out", help="also write the rows as JSON")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    if getattr(args, "threads", None):
-        import torch
-
-        torch.set_num_threads(args.threads)
     parts = {"speed": speed, "interleaved": interleaved, "agreement": agreement, "context": context, "margin": margin,
              "tile": tile}
     rows = parts[args.part](args)

@@ -216,7 +216,6 @@ def _drop_load_time_keys(tokenizer_config: Path) -> None:
         tokenizer_config.write_text(json.dumps(kept, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-
 def patches_to_pixel_values(
     patches: torch.Tensor, mean: Any, std: Any, dtype: torch.dtype = torch.float32
 ) -> torch.Tensor:

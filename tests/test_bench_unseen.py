@@ -137,3 +137,14 @@ def test_by_splice_side_pairs_each_image_with_its_mask(tmp_path):
     (_, _, _, a, b, d, ci), (*_, d2, _) = bands
     assert (a, b, d2) == (0.9, 0.6, pytest.approx(-0.1)) and d == pytest.approx(0.3)
     assert ci[0] == pytest.approx(0.3) and ci[1] == pytest.approx(0.3)
+
+
+def test_fast_native_screen_labels_a_window_by_who_owns_most_of_it():
+    from screen_fast_native import window_owner
+
+    rect = (0, 0, 64, 64)  # the donor's rectangle pasted at the crop's corner
+    assert window_owner((0, 0), None, host=3, donor=None, size=64) == 3  # no paste: the host's text
+    assert window_owner((0, 0), rect, host=3, donor=7, size=64) == 7  # inside the rectangle
+    assert window_owner((0, 32), rect, host=3, donor=7, size=64) == 7  # exactly half covered
+    assert window_owner((0, 33), rect, host=3, donor=7, size=64) == 3  # less than half
+    assert window_owner((64, 64), rect, host=3, donor=7, size=64) == 3  # outside

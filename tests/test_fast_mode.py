@@ -81,9 +81,10 @@ def test_the_default_margin_leaves_no_seam_where_tiles_meet(arch, front_end, rng
     assert float((short - whole).abs().max()) > 1e-4 * scale
 
 
-@pytest.mark.parametrize(("arch", "stride", "field", "margin"), [("small", 32, 199, 128), ("small-s16", 16, 103, 64)])
-def test_small_s16_halves_the_stride_and_the_receptive_field(arch, stride, field, margin):
-    # What small-s16 is for: fast mode's windows see about half as far past their edge.
+@pytest.mark.parametrize(("arch", "stride", "field", "margin"), [("small", 32, 199, 128), ("small-s16", 16, 103, 64),
+                                                               ("small-s8", 8, 55, 32)])
+def test_cut_trunks_halve_the_stride_and_the_receptive_field(arch, stride, field, margin):
+    # What small-s16 and small-s8 are for: fast mode's windows see about half as far past their edge, each.
     model = _narrow(arch, "srm")
     assert (feature_stride(model), receptive_field(model), trunk_margin(model)) == (stride, field, margin)
 

@@ -25,7 +25,7 @@ TEXTS = ["Make: Canon, Model: Canon EOS 5D, Exposure Time: 1/500", "Make: NIKON,
 
 
 def test_registered_architectures():
-    assert list_architectures() == ["base", "paper-resnet50", "small", "small-s16"]
+    assert list_architectures() == ["base", "paper-resnet50", "small", "small-s16", "small-s8"]
 
 
 @pytest.mark.parametrize("name", list_architectures())

@@ -24,7 +24,7 @@ def list_architectures() -> list[str]:
     Examples
     --------
     >>> list_architectures()
-    ['base', 'paper-resnet50', 'small', 'small-s16']
+    ['base', 'paper-resnet50', 'small', 'small-s16', 'small-s8']
     """
     files = resources.files(__package__).joinpath("configs").iterdir()
     return sorted(f.name[: -len(".json")] for f in files if f.name.endswith(".json"))

@@ -131,13 +131,15 @@ class TrainingConfig:
     tag_dropout: float = field(default=0.0, metadata={"help": "probability of leaving each tag out of the text"})
     shuffle_tags: bool = field(default=False, metadata={"help": "write the tags of the text in a random order"})
     arch: str | None = field(default=None, metadata={
-        "help": "train from scratch: an architecture (small, small-s16, base, paper-resnet50)", "exclusive": "model"})
+        "help": "train from scratch: an architecture (small, small-s16, small-s8, base, paper-resnet50)",
+        "exclusive": "model"})
     front_end: str | None = field(default=None, metadata={
         "help": "with --arch: the image tower's forensic front-end (default: the architecture's)",
         "choices": list(FRONT_ENDS)})
     patch_context: int | None = field(default=None, metadata={
         "help": "with --arch: pixels of the photo around each training patch (a multiple of the feature stride: 32, "
-        "16 for small-s16) that the tower sees and pools out, as fast mode does (default: the architecture's, 0)"})
+        "16 for small-s16, 8 for small-s8) that the tower sees and pools out, as fast mode does "
+        "(default: the architecture's, 0)"})
     text_attention_dropout: float | None = field(default=None, metadata={
         "help": "with --arch: dropout on the text tower's attention weights (default: the architecture's, 0.1); "
         "at 0 PyTorch runs its fused attention kernel"})

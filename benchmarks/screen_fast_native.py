@@ -46,10 +46,9 @@ sys.path.insert(0, str(HERE))
 from bench_unseen_cameras import DEFAULT_SPLIT, fold_photos, load_split  # noqa: E402
 
 from exifclip.modeling import load_model  # noqa: E402
-from exifclip.modeling.dense import feature_stride, window_weights  # noqa: E402
-from exifclip.modeling.model import patches_to_pixel_values  # noqa: E402
+from exifclip.modeling.dense import feature_stride  # noqa: E402
 from exifclip.training.data import ExifPatchDataset  # noqa: E402
-from exifclip.training.distill import _jpeg, cut_crops  # noqa: E402
+from exifclip.training.distill import FastModeDistillLoss, _jpeg, cut_crops, fast_window_embeddings  # noqa: E402
 from exifclip.training.loop import lr_factor  # noqa: E402
 
 CROP_SIZE, CROPS_PER_PHOTO, CROPS_PER_STEP, WINDOWS_PER_CROP, EXACT_WINDOWS = 320, 8, 8, 32, 64
@@ -108,7 +107,7 @@ def main(argv=None) -> None:
         p.requires_grad_(not (name.startswith("text_") or name == "logit_scale"))
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
-    mean, std = model.config.image_mean, model.config.image_std
+    distill = FastModeDistillLoss(exact_weight=1.0, exact_windows=EXACT_WINDOWS)
     B, K = CROPS_PER_STEP, WINDOWS_PER_CROP
     log: dict[str, list[float]] = {"fast_cos": [], "exact_cos": [], "text_loss": [], "text_acc": []}
     t0 = time.perf_counter()
@@ -146,30 +145,15 @@ def main(argv=None) -> None:
                     labels.append(who)
         candidates = torch.cat([bank, text_bank(model, extra)]) if extra else bank
         crops_t = torch.from_numpy(np.stack(batch))
-        feats = model.image_trunk(patches_to_pixel_values(crops_t, mean, std))
-        n = feats.shape[2]
-
-        def weights(s):
-            return torch.from_numpy(window_weights(s.reshape(-1), size, n, stride).reshape(B, K, n)).to(feats)
-
-        pooled = torch.einsum("bkh,bchw,bkw->bkc", weights(starts[..., 0]), feats, weights(starts[..., 1]))
-        fast = F.normalize(model.image_projection(pooled.reshape(B * K, -1)).float(), dim=-1)
+        fast = fast_window_embeddings(model, crops_t, starts)
         logits = scale * fast @ candidates.T
         target_labels = torch.tensor(labels)
         text_loss = F.cross_entropy(logits, target_labels)
         loss = args.text_weight * text_loss
         fast_cos = exact_cos = torch.tensor(float("nan"))
         if args.distill_weight:
-            owner = np.repeat(np.arange(B), K)
-            corners = zip(owner, starts.reshape(-1, 2))
-            windows = torch.stack([crops_t[i, y:y + size, x:x + size] for i, (y, x) in corners])
-            pixels = patches_to_pixel_values(windows, mean, std)
-            with torch.no_grad():
-                target = F.normalize(teacher.get_image_features(pixels).float(), dim=-1)
-            fast_cos = (fast * target).sum(-1).mean()
-            exact = F.normalize(model.get_image_features(pixels[:EXACT_WINDOWS]).float(), dim=-1)
-            exact_cos = (exact * target[:EXACT_WINDOWS]).sum(-1).mean()
-            loss = loss + args.distill_weight * ((1 - fast_cos) + (1 - exact_cos))
+            distill_loss, fast_cos, exact_cos = distill(model, teacher, crops_t, torch.from_numpy(starts), fast=fast)
+            loss = loss + args.distill_weight * distill_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

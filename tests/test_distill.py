@@ -13,7 +13,7 @@ from exifclip.modeling.dense import dense_patch_embeddings
 from exifclip.modeling.embedding import forward_patches
 from exifclip.patches import make_grid
 from exifclip.training.distill import (DistillConfig, FastModeDistillLoss, cut_crops, distill_fast_mode,
-                                      paste_rectangle)
+                                      fast_window_embeddings, paste_rectangle)
 
 from .conftest import make_tiny_model
 
@@ -120,3 +120,32 @@ def test_the_loss_is_zero_where_fast_mode_is_exact_mode():
     loss, fast, exact = FastModeDistillLoss()(copy.deepcopy(teacher), teacher, crops, torch.zeros(2, 1, 2,
                                                                                                   dtype=torch.long))
     assert float(loss.detach()) == pytest.approx(0.0, abs=1e-5) and float(fast) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_fast_window_embeddings_are_fast_mode_of_each_window():
+    # Each window's embedding is fast mode's embedding of that patch in the crop, wherever the window starts.
+    model = make_tiny_model().eval()
+    size = model.config.patch_size
+    crops = np.random.default_rng(1).integers(0, 256, (2, 3 * size, 3 * size, 3), dtype=np.uint8)
+    starts = np.array([[[0, 0], [size, 2 * size]], [[2 * size, size], [size, size]]])
+    with torch.no_grad():
+        z = fast_window_embeddings(model, torch.from_numpy(crops), starts).numpy()
+        for b in range(2):
+            dense = dense_patch_embeddings(model, crops[b], make_grid(crops[b].shape, size, stride=size))
+            for k, (y, x) in enumerate(starts[b]):
+                np.testing.assert_allclose(z[2 * b + k], dense[(y // size) * 3 + x // size], atol=1e-5)
+
+
+def test_the_loss_takes_fast_embeddings_the_caller_already_has():
+    teacher = make_tiny_model().eval()
+    student = copy.deepcopy(teacher)
+    with torch.no_grad():  # the student moves away from the teacher, so that the loss is not zero
+        for p in student.image_projection.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    crops = torch.from_numpy(np.random.default_rng(2).integers(0, 256, (2, 48, 48, 3), dtype=np.uint8))
+    starts = torch.tensor([[[0, 0], [8, 16]], [[16, 8], [4, 12]]])
+    own = FastModeDistillLoss()(student, teacher, crops, starts)
+    given = FastModeDistillLoss()(student, teacher, crops, starts, fast=fast_window_embeddings(student, crops, starts))
+    assert float(own[0].detach()) > 1e-3
+    for a, b in zip(own, given):
+        assert float(a.detach()) == pytest.approx(float(b.detach()), abs=1e-6)

@@ -42,6 +42,7 @@ from ..modeling.model import patches_to_pixel_values
 from .loop import lr_factor
 
 __all__ = ["DistillConfig", "DistillResult", "FastModeDistillLoss", "cut_crops", "distill_fast_mode",
+           "fast_window_embeddings",
            "paste_rectangle"]
 
 
@@ -178,6 +179,41 @@ def cut_crops(image: np.ndarray, n: int, size: int, stride: int, rng: np.random.
     return [np.ascontiguousarray(image[y:y + size, x:x + size]) for y, x in zip(ys, xs)]
 
 
+def fast_window_embeddings(model: Any, crops: torch.Tensor, starts: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Fast-mode embeddings of patch-sized windows of crops: the trunk runs once per crop, each window is pooled.
+
+    Parameters
+    ----------
+    model : ExifClipModel
+    crops : torch.Tensor
+        uint8 ``(B, C, C, 3)``.
+    starts : torch.Tensor or ndarray
+        ``(B, K, 2)`` window corners (row, column), in pixels.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(B * K, dim)``, L2-normalised, crop-major; gradients flow to the image tower.
+
+    Examples
+    --------
+    >>> from exifclip.modeling.factory import create_model
+    >>> model = create_model("small", seed=0).eval()
+    >>> crops = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, 128, 128, 3), dtype=np.uint8))
+    >>> fast_window_embeddings(model, crops, np.zeros((2, 3, 2), np.int64)).shape
+    torch.Size([6, 128])
+    """
+    size, stride = model.config.patch_size, feature_stride(model)
+    starts = np.asarray(starts.cpu() if isinstance(starts, torch.Tensor) else starts)
+    b, k = starts.shape[:2]
+    features = model.image_trunk(patches_to_pixel_values(crops, model.config.image_mean, model.config.image_std))
+    n_cells = features.shape[2]
+    as_weights = lambda s: torch.from_numpy(  # noqa: E731
+        window_weights(s.reshape(-1), size, n_cells, stride).reshape(b, k, n_cells)).to(features)
+    pooled = torch.einsum("bkh,bchw,bkw->bkc", as_weights(starts[..., 0]), features, as_weights(starts[..., 1]))
+    return F.normalize(model.image_projection(pooled.reshape(b * k, -1)).float(), dim=-1)
+
+
 class FastModeDistillLoss(torch.nn.Module):
     """One minus the cosine between a frozen teacher's exact-mode window embeddings and the student's,
     in fast mode (pooled from the crop's feature map) and, weighted, in exact mode.
@@ -207,14 +243,17 @@ class FastModeDistillLoss(torch.nn.Module):
         self.exact_windows = int(exact_windows)
 
     def forward(self, student: Any, teacher: Any, crops: torch.Tensor, starts: torch.Tensor,
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                fast: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``crops``: uint8 ``(B, C, C, 3)``; ``starts``: ``(B, K, 2)`` window corners (row, column).
+
+        ``fast``: the student's :func:`fast_window_embeddings` of the same
+        windows, when the caller already has them for another term (the
+        trunk then runs once).
 
         Returns the loss and the mean fast and exact cosines (detached; the
         exact one is NaN when that half is off).
         """
-        size, stride = teacher.config.patch_size, feature_stride(teacher)
-        mean, std = teacher.config.image_mean, teacher.config.image_std
+        size, mean, std = teacher.config.patch_size, teacher.config.image_mean, teacher.config.image_std
         b, k = starts.shape[:2]
         rows = starts[..., 0].reshape(-1).tolist()
         cols = starts[..., 1].reshape(-1).tolist()
@@ -224,13 +263,8 @@ class FastModeDistillLoss(torch.nn.Module):
         with torch.no_grad():
             target = F.normalize(teacher.get_image_features(window_pixels).float(), dim=-1)
 
-        features = student.image_trunk(patches_to_pixel_values(crops, mean, std))  # (B, ch, n, n)
-        n_cells = features.shape[2]
-        as_weights = lambda s: torch.from_numpy(  # noqa: E731
-            window_weights(s.reshape(-1).cpu().numpy(), size, n_cells, stride).reshape(b, k, n_cells)
-        ).to(features)
-        pooled = torch.einsum("bkh,bchw,bkw->bkc", as_weights(starts[..., 0]), features, as_weights(starts[..., 1]))
-        fast = F.normalize(student.image_projection(pooled.reshape(b * k, -1)).float(), dim=-1)
+        if fast is None:
+            fast = fast_window_embeddings(student, crops, starts)
         fast_cosine = (fast * target).sum(-1).mean()
         loss = 1 - fast_cosine
         exact_cosine = torch.tensor(float("nan"))
